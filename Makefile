@@ -1,0 +1,42 @@
+# Two commands on a fresh machine:  `make run` (the demo)  and  `make test`.
+# Both first run `make setup`, which is idempotent.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.sslx-installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
+PLUGIN_ARGS = $$($(PY) -c 'import tomllib; print(" ".join("-e " + p["path"] for p in tomllib.load(open("plugins.toml", "rb"))["plugin"]))')
+
+.PHONY: setup data run test
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml plugins.toml $(PLUGIN_PROJECTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "setuptools<81" wheel
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[test]" $(PLUGIN_ARGS)
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist, unless SSLX_FASHION_MNIST_DIR points at the files.
+data:
+	@if [ -n "$$SSLX_FASHION_MNIST_DIR" ] || [ -f $(FMNIST) ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null; } || \
+	  { echo "Could not install Debian's dataset-fashion-mnist with apt-get." >&2; exit 1; }; \
+	else \
+	  echo "Fashion-MNIST is missing: no apt-get here to install Debian's dataset-fashion-mnist." >&2; \
+	  echo "Put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and" >&2; \
+	  echo "t10k-labels-idx1-ubyte.gz (from https://github.com/zalandoresearch/fashion-mnist) in a folder" >&2; \
+	  echo "and set SSLX_FASHION_MNIST_DIR to it." >&2; exit 1; \
+	fi
+
+run: setup
+	$(VENV)/bin/sslx run experiments/moco.json
+
+test: setup
+	$(PY) -m pytest

@@ -1,0 +1,269 @@
+"""The ``sslx`` command line.
+
+User mistakes (:class:`sslx.UserError`) print as one paragraph and exit 2;
+set ``SSLX_DEBUG=1`` to see tracebacks. Plugins add commands through the
+``sslx_register_commands`` hook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+import sslx
+from sslx.components import KINDS
+from sslx.config import apply_overrides, read_experiment, resolve
+from sslx.errors import UserError
+from sslx.plugins import PluginHost, check_plugin_set, load_plugins, plugins_toml_path
+from sslx.registry import default_repr
+
+KIND_ALIASES = {**{k: k for k in KINDS}, **{k + "s": k for k in KINDS}, "pair_sampler": "sampler"}
+
+
+def _host(ctx: click.Context) -> PluginHost:
+    """The plugin host, loaded once per command line; problems go to stderr."""
+    root = ctx.find_root()
+    root.ensure_object(dict)
+    if "host" not in root.obj:
+        host = load_plugins(strict=True if root.params.get("strict_plugins") else None)
+        for line in host.load_problems():
+            click.secho(f"sslx: warning: {line}", err=True, fg="yellow")
+        root.obj["host"] = host
+    return root.obj["host"]
+
+
+class SslxGroup(click.Group):
+    """Adds plugin commands lazily and prints user errors without a traceback."""
+
+    def _load_plugin_commands(self, ctx: click.Context) -> None:
+        root = ctx.find_root()
+        root.ensure_object(dict)
+        if not root.obj.get("commands_loaded"):
+            root.obj["commands_loaded"] = True
+            _host(ctx).register_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self._load_plugin_commands(ctx)
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            if os.environ.get("SSLX_DEBUG"):
+                raise
+            click.secho(f"Error: {exc}", err=True, fg="red")
+            ctx.exit(2)
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"sslx {sslx.__version__} (Python {sys.version.split()[0]})")
+    host = load_plugins(strict=False)
+    click.echo("registered plugins:")
+    for p in host.plugins:
+        state = f"at {p.location}" if p.loaded else f"FAILED: {p.error}"
+        click.echo(f"  {p.name}: {p.distribution or '-'} {p.version or ''} {state}")
+    ctx.exit()
+
+
+@click.group(cls=SslxGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the sslx version and every registered plugin, then exit.")
+@click.option("--strict-plugins", is_flag=True, help="Fail on any plugin problem (same as SSLX_STRICT_PLUGINS=1).")
+def cli(strict_plugins: bool) -> None:
+    """sslx: self-supervised learning experiments, one plugin per method.
+
+    Run `sslx run experiments/moco.json` to pretrain and evaluate; `sslx plugins`
+    lists what is installed; `sslx describe objective moco` documents a component.
+    """
+
+
+set_option = click.option(
+    "--set", "assignments", multiple=True, metavar="KEY=VALUE",
+    help="Override a value of the experiment, e.g. --set trainer.max_steps=100 (JSON values; repeatable).",
+)
+
+
+@cli.command()
+@click.argument("experiment", required=False, type=click.Path(path_type=Path))
+@set_option
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Where Sacred's file store writes run records.")
+@click.option("--name", help="Run name in the records (default: the experiment file's name).")
+@click.option("--comment", help="A comment stored with the run.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              help="Continue a stopped run from its last checkpoint, as a new run linked to the old one. "
+                   "EXPERIMENT defaults to the stopped run's recorded config.")
+@click.pass_context
+def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...], runs_dir: Path,
+        name: str | None, comment: str | None, resume_dir: Path | None) -> None:
+    """Pretrain and evaluate the EXPERIMENT (a JSON file), recorded with Sacred."""
+    from sslx.checkpoint import find_checkpoint
+    from sslx.tracking import RunFailed, record_run
+
+    host = _host(ctx)
+    resume_from = None
+    if resume_dir is not None:
+        resume_from = find_checkpoint(resume_dir)
+        if experiment is None:
+            experiment = resume_dir / "config.json"
+    if experiment is None:
+        raise click.UsageError("give an EXPERIMENT file (or --resume RUN_DIR).")
+    raw = apply_overrides(read_experiment(experiment), list(assignments))
+    exp = resolve(raw, host, source=str(experiment))
+    if resume_from is not None:
+        _check_resumable(exp.config, resume_dir, resume_from)
+    _print_config(exp.config)
+    try:
+        record = record_run(exp, host, runs_dir=runs_dir, name=name, comment=comment,
+                            experiment_file=experiment, resume_from=resume_from)
+    except RunFailed as failed:
+        reason = failed.reason
+        if isinstance(reason, KeyboardInterrupt):
+            click.secho(f"\nRun {failed.record.run_id} INTERRUPTED, recorded in {failed.record.run_dir}. "
+                        f"Continue it with: sslx run --resume {failed.record.run_dir}", err=True, fg="yellow")
+            ctx.exit(130)
+        if isinstance(reason, UserError) and not os.environ.get("SSLX_DEBUG"):
+            click.secho(f"Error: {reason}", err=True, fg="red")
+            click.secho(f"Run {failed.record.run_id} FAILED, recorded in {failed.record.run_dir}.", err=True, fg="red")
+            ctx.exit(1)
+        click.secho(f"Run {failed.record.run_id} FAILED, recorded in {failed.record.run_dir} "
+                    f"(the traceback is in its run.json).", err=True, fg="red")
+        raise reason
+    click.echo(f"\nRun {record.run_id} {record.status}: {record.run_dir}")
+    for key, value in (record.result or {}).items():
+        click.echo(f"  {key} = {value:.4f}")
+
+
+# Settings that may differ between a stopped run and its continuation.
+RESUMABLE_CHANGES = {"epochs", "max_steps", "num_workers", "threads", "progress", "log_every", "checkpoint_every",
+                     "eval_every", "eval_batch_size", "device"}
+
+
+def _check_resumable(config: dict[str, Any], run_dir: Path, checkpoint: Path) -> None:
+    from sslx.checkpoint import load
+
+    saved = load(checkpoint)["config"]
+    diffs = []
+    for key in sorted(set(config) | set(saved)):
+        if key == "trainer":
+            for k in sorted(set(config[key]) | set(saved.get(key, {}))):
+                if k not in RESUMABLE_CHANGES and config[key].get(k) != saved.get(key, {}).get(k):
+                    diffs.append(f"trainer.{k}")
+        elif key != "description" and config.get(key) != saved.get(key):
+            diffs.append(key)
+    if diffs:
+        raise UserError(
+            f"cannot resume {run_dir}: the experiment differs from the one it was trained with in "
+            f"{', '.join(diffs)}. Resume with the run's own config (`sslx run --resume {run_dir}`); only "
+            f"trainer.{{{', '.join(sorted(RESUMABLE_CHANGES))}}} may change."
+        )
+
+
+def _print_config(config: dict[str, Any]) -> None:
+    click.echo(f"sslx {sslx.__version__} | seed {config['seed']}")
+    for section in ("dataset", "augmentation", "sampler", "encoder", "objective"):
+        click.echo(f"  {section:<12} {json.dumps(config[section])}")
+    for item in config["evaluators"]:
+        click.echo(f"  {'evaluator':<12} {json.dumps(item)}")
+    click.echo(f"  {'trainer':<12} {json.dumps(config['trainer'])}")
+
+
+@cli.command()
+@click.argument("experiment", type=click.Path(path_type=Path))
+@set_option
+@click.pass_context
+def validate(ctx: click.Context, experiment: Path, assignments: tuple[str, ...]) -> None:
+    """Check an EXPERIMENT file against the installed plugins; print it with defaults filled in."""
+    raw = apply_overrides(read_experiment(experiment), list(assignments))
+    exp = resolve(raw, _host(ctx), source=str(experiment))
+    click.echo(json.dumps(exp.config, indent=2))
+    click.secho(f"{experiment}: valid", err=True, fg="green")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List plugins: version, hooks, components, load errors; check plugins.toml.
+
+    Exits 1 when any plugin failed to load or a plugin listed in plugins.toml is
+    missing or at an incompatible version.
+    """
+    host = _host(ctx)
+    toml = plugins_toml_path()
+    listed = check_plugin_set(toml, host) if toml else []
+    problems = host.load_problems() + [lp.problem for lp in listed if lp.problem]
+    if as_json:
+        click.echo(json.dumps({
+            "sslx": sslx.__version__,
+            "plugins": [p.as_dict() for p in host.plugins],
+            "plugin_set": {"file": str(toml) if toml else None,
+                           "listed": [lp.__dict__ for lp in listed]},
+            "problems": problems,
+        }, indent=2))
+    else:
+        for p in host.plugins:
+            click.echo(f"{p.name}  {p.distribution or '(in-process)'} {p.version or ''}")
+            if p.error:
+                click.secho(f"    FAILED: {p.error}", fg="red")
+                continue
+            click.echo(f"    hooks: {', '.join(p.hooks) or '-'}")
+            for kind, names in sorted(p.components.items()):
+                click.echo(f"    {kind}: {', '.join(names)}")
+        if toml:
+            click.echo(f"\nplugin set ({toml}): {len(listed) - sum(bool(lp.problem) for lp in listed)}/{len(listed)} ok")
+        for line in problems:
+            click.secho(f"problem: {line}", fg="red")
+    ctx.exit(1 if problems else 0)
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the JSON Schema of the parameters).")
+@click.pass_context
+def describe(ctx: click.Context, kind: str, name: str, as_json: bool) -> None:
+    """Document a component: KIND (dataset, sampler, augmentation, encoder,
+    objective, evaluator) and NAME, with every parameter."""
+    if kind not in KIND_ALIASES:
+        raise UserError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}.")
+    info = _host(ctx).component(KIND_ALIASES[kind], name)
+    prov = info.provenance
+    if as_json:
+        click.echo(json.dumps({
+            "kind": info.kind, "name": info.name, "plugin": prov.plugin, "distribution": prov.distribution,
+            "version": prov.version, "description": info.description,
+            "parameters": [{"name": p.name, "type": p.type, "default": None if p.required else p.default,
+                            "required": p.required, "description": p.description} for p in info.params],
+            "json_schema": info.json_schema(),
+        }, indent=2, default=str))
+        return
+    click.echo(f"{info.kind} {info.name!r} from {prov}\n")
+    click.echo(f"  {info.description}\n")
+    if not info.params:
+        click.echo("  (no parameters)")
+    for p in info.params:
+        click.echo(f"  {p.name} : {p.type} = {default_repr(p.default)}")
+        if p.description:
+            click.echo(f"      {p.description}")
+
+
+def main() -> None:
+    cli(prog_name="sslx")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""The component contracts: what a plugin's dataset, sampler, augmentation,
+encoder, objective and evaluator must provide.
+
+A run is data flowing forward through these pieces::
+
+    Dataset.split("train") -> PairSampler.sample(...) -> Augmentation.view(...)
+        -> Batch -> Objective(encoder)(batch) -> loss    (trainer steps)
+    Dataset.split("train"/"test") -> Augmentation.eval(...) -> Encoder -> Evaluator
+
+Every component class declares ``name`` (its registry name) and ``Params``, a
+pydantic model whose fields (types, defaults, descriptions, bounds) are the
+component's parameters in the experiment file. The class docstring's first
+paragraph is the component's description in ``sslx describe``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+
+class Params(BaseModel):
+    """Base for component parameter models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    """A component without parameters."""
+
+
+# ----------------------------------------------------------------------------
+# data
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the rest of a run needs to know about the images of a dataset."""
+
+    channels: int
+    image_size: tuple[int, int] | None  # (height, width); None when images vary in size
+    mean: tuple[float, ...]  # per-channel mean of pixel values scaled to [0, 1]
+    std: tuple[float, ...]
+    num_classes: int | None  # None when the dataset has no labels
+
+
+class ImageSplit(abc.ABC):
+    """One split of an image dataset, indexable like a list.
+
+    ``image(i)`` returns an ``(H, W, C)`` uint8 array; ``labels`` is an int64
+    array with ``-1`` for unlabeled items, or ``None`` when nothing is labeled.
+    """
+
+    labels: np.ndarray | None
+    info: DataInfo
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def image(self, index: int) -> np.ndarray: ...
+
+
+class ArraySplit(ImageSplit):
+    """An in-memory split over an ``(N, H, W, C)`` uint8 array."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None, info: DataInfo):
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError(f"images must be an (N, H, W, C) uint8 array, got {images.dtype}{images.shape}")
+        self.images = images
+        self.labels = labels
+        self.info = info
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, index: int) -> np.ndarray:
+        return self.images[index]
+
+
+class Component:
+    """Shared by every component class: a registry name and a parameter model."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]] = NoParams
+
+
+class Dataset(Component, abc.ABC):
+    """A source of items, split into ``"train"`` (pretraining; its labels are
+    used only by evaluators) and ``"test"``."""
+
+    def __init__(self, params: Params):
+        self.params = params
+
+    @abc.abstractmethod
+    def split(self, name: str) -> ImageSplit:
+        """Return the split called ``name`` (``"train"`` or ``"test"``)."""
+
+
+class Augmentation(Component, abc.ABC):
+    """Turns one image into one augmented view, with its own random state.
+
+    The host reseeds the augmentation (``seed``) before each batch, so the views
+    of a seeded run are the same whatever the number of loader workers.
+    """
+
+    def __init__(self, params: Params, data: DataInfo):
+        self.params = params
+        self.data = data
+
+    @abc.abstractmethod
+    def seed(self, seed: int) -> None:
+        """Reset the random state; called by the host before each batch."""
+
+    @abc.abstractmethod
+    def view(self, image: np.ndarray, view: int) -> torch.Tensor:
+        """Return augmented view number ``view`` of an ``(H, W, C)`` uint8 image
+        as a normalised float32 ``(C, h, w)`` tensor."""
+
+    @abc.abstractmethod
+    def eval(self, image: np.ndarray) -> torch.Tensor:
+        """Return the deterministic evaluation view of an image (same layout)."""
+
+    @property
+    @abc.abstractmethod
+    def out_channels(self) -> int:
+        """Number of channels of the views."""
+
+
+class PairSampler(Component, abc.ABC):
+    """Turns dataset items into views and says which views are positives.
+
+    For every sample it returns ``num_views`` views; views of one sample are
+    positives of each other, views of different samples are negatives.
+    Samplers must be picklable: they run inside DataLoader workers.
+    """
+
+    def __init__(self, params: Params):
+        self.params = params
+
+    @property
+    @abc.abstractmethod
+    def num_views(self) -> int: ...
+
+    @abc.abstractmethod
+    def sample(self, split: ImageSplit, index: int, augmentation: Augmentation) -> list[torch.Tensor]:
+        """Return the views of sample ``index``."""
+
+
+@dataclass
+class Batch:
+    """A training batch: ``views[v][b]`` is view ``v`` of sample ``b``; views of
+    the same sample are positives. ``index`` holds dataset indices (for memory
+    banks), ``label`` the labels (``-1`` unknown; never used for training)."""
+
+    views: list[torch.Tensor]
+    index: torch.Tensor
+    label: torch.Tensor
+
+    def to(self, device: torch.device, non_blocking: bool = True) -> Batch:
+        return Batch(
+            views=[v.to(device, non_blocking=non_blocking) for v in self.views],
+            index=self.index.to(device, non_blocking=non_blocking),
+            label=self.label.to(device, non_blocking=non_blocking),
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class Encoder(Component, nn.Module):
+    """A backbone: images ``(B, C, H, W)`` to features ``(B, out_dim)``.
+
+    ``stages`` names the intermediate layers that ``forward_stages`` returns
+    (used by per-layer probes).
+    """
+
+    out_dim: int
+    stages: tuple[str, ...]
+
+    def __init__(self, params: Params, data: DataInfo):
+        nn.Module.__init__(self)
+        self.params = params
+        self.data = data
+
+    def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return the feature map after each stage, keyed by stage name."""
+        raise NotImplementedError(f"encoder {self.name!r} does not expose its stages")
+
+
+@dataclass(frozen=True)
+class TrainInfo:
+    """What an objective may know about the training run it is part of."""
+
+    data: DataInfo
+    num_views: int
+    batch_size: int  # global batch size
+    total_steps: int
+    dataset_size: int
+
+
+@dataclass
+class ObjectiveOutput:
+    """What an objective's forward returns.
+
+    ``loss`` is the scalar to minimise; ``embeddings`` (``(B, D)``, optional)
+    are what the host monitors for collapse; ``metrics`` are extra scalars
+    logged under ``train.<name>``.
+    """
+
+    loss: torch.Tensor
+    embeddings: torch.Tensor | None = None
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Objective(Component, nn.Module):
+    """A self-supervised method: owns the encoder and its heads, momentum
+    encoders, queues or banks, and computes the loss of a batch.
+
+    All state that must survive a restart lives in ``state_dict`` (parameters
+    and buffers), so checkpoints capture it.
+    """
+
+    def __init__(self, params: Params, encoder: Encoder, info: TrainInfo):
+        nn.Module.__init__(self)
+        self.params = params
+        self.encoder = encoder
+        self.info = info
+
+    def forward(self, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+        raise NotImplementedError
+
+    def on_step_end(self, step: int) -> None:
+        """Called after each optimizer step (``step`` counts from 1): momentum
+        updates and the like go here."""
+
+
+@dataclass
+class EvalContext:
+    """Everything an evaluator may use."""
+
+    encoder: Encoder
+    dataset: Dataset
+    augmentation: Augmentation
+    device: torch.device
+    batch_size: int
+    num_workers: int
+    artifacts_dir: Any  # pathlib.Path where plots and files may be written
+    progress: bool = True
+
+
+class Evaluator(Component, abc.ABC):
+    """Measures a (frozen or fine-tuned) encoder; returns metrics without the
+    ``eval.`` prefix, which the host adds."""
+
+    def __init__(self, params: Params):
+        self.params = params
+
+    @abc.abstractmethod
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]: ...
+
+
+KINDS: dict[str, type[Component]] = {
+    "dataset": Dataset,
+    "sampler": PairSampler,
+    "augmentation": Augmentation,
+    "encoder": Encoder,
+    "objective": Objective,
+    "evaluator": Evaluator,
+}
+"""Component kinds by name, with the base class each must derive from."""

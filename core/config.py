@@ -1,0 +1,281 @@
+"""Experiment files: reading, ``--set`` overrides and validation.
+
+An experiment is a JSON object with one section per component (each a
+``name`` plus that component's parameters), a list of evaluators and the
+trainer settings::
+
+    {"seed": 0,
+     "dataset": {"name": "fashion_mnist"},
+     "augmentation": {"name": "mocov2", "size": 28},
+     "sampler": {"name": "crops"},
+     "encoder": {"name": "small_cnn"},
+     "objective": {"name": "moco", "temperature": 0.2},
+     "evaluators": [{"name": "knn", "k": 200}],
+     "trainer": {"batch_size": 256, "epochs": 10}}
+
+Validation fills in defaults and reports every problem at once, each with its
+JSON path, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from sslx.components import Params
+from sslx.errors import ConfigError, UserError
+from sslx.registry import ComponentInfo
+
+COMPONENT_SECTIONS = ("dataset", "augmentation", "sampler", "encoder", "objective")
+
+
+class TrainerParams(Params):
+    """How the trainer runs: batch, optimizer, schedule, hardware, records."""
+
+    batch_size: int = Field(256, ge=2, description="Global batch size: samples per optimizer step (each has several views).")
+    epochs: int = Field(1, ge=1, description="Passes over the training split. With max_steps set, whichever comes first ends training.")
+    max_steps: int | None = Field(None, ge=1, description="Cap on optimizer steps (null: epochs decide). The LR schedule spans the capped length.")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (with momentum, the usual choice for SimCLR/MoCo with a ResNet) or adamw.")
+    lr: float = Field(0.06, gt=0, description="Peak learning rate, reached after warm-up. Not rescaled by batch size.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (or AdamW beta1).")
+    weight_decay: float = Field(5e-4, ge=0, description="Weight decay, applied to weights only (never to biases or normalisation parameters).")
+    warmup_steps: int = Field(0, ge=0, description="Steps of linear warm-up from 0 to lr.")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="LR after warm-up: cosine decay to final_lr_ratio * lr, or constant.")
+    final_lr_ratio: float = Field(0.0, ge=0, le=1, description="Final LR of the cosine schedule as a fraction of lr.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value (null: no clipping).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available, else the CPU.")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on the CPU.")
+    num_workers: int | Literal["auto"] = Field("auto", description="DataLoader worker processes; auto: one per spare CPU core, at most 8.")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads of the training process (null: torch's default).")
+    log_every: int = Field(10, ge=1, description="Log train.* and collapse.* metrics every this many steps.")
+    checkpoint_every: int = Field(200, ge=1, description="Write the resumable checkpoint every this many steps (always at the end).")
+    eval_every: int | None = Field(None, ge=1, description="Also run the evaluators every this many steps (null: only at the end).")
+    eval_batch_size: int = Field(512, ge=1, description="Batch size for feature extraction in evaluators.")
+    progress: bool = Field(True, description="Show progress bars.")
+
+
+class _Top(BaseModel):
+    """The fixed top level of an experiment file (sections are checked apart)."""
+
+    model_config = {"extra": "forbid"}
+    description: str = Field("", description="What this experiment is for.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of every random choice in the run.")
+
+
+TOP_KEYS = ("description", "seed", *COMPONENT_SECTIONS, "evaluators", "trainer")
+
+
+@dataclass
+class ResolvedExperiment:
+    """A validated experiment: the plain config (defaults filled in, what Sacred
+    records) and the parsed parameters of each part."""
+
+    config: dict[str, Any]
+    components: dict[str, tuple[ComponentInfo, Params]]
+    evaluators: list[tuple[ComponentInfo, Params]]
+    trainer: TrainerParams
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+
+# ----------------------------------------------------------------------------
+# reading
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def read_experiment(path: str | Path) -> dict[str, Any]:
+    """Parse an experiment file; syntax errors name the file, line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such experiment file. Give the path to a JSON file such as experiments/moco.json.") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the experiment file: {exc.strerror}.") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{path}, line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg}). Fix the file at that "
+            f"position; a missing comma or quote, a trailing comma or a comment are the usual causes."
+        ) from None
+    except ValueError as exc:
+        raise UserError(f"{path}: invalid experiment: {exc}; each key may appear once per object.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [("", f"expected a JSON object at the top level, got {_json_type(data)}.")])
+    return data
+
+
+def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """Apply ``--set a.b=value`` assignments to a copy of ``config``.
+
+    ``value`` is parsed as JSON when it parses (numbers, true/false/null,
+    lists, objects, quoted strings), else taken as a plain string. List items
+    are addressed by index: ``evaluators.0.k=50``.
+    """
+    config = json.loads(json.dumps(config))
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {assignment!r}: expected KEY=VALUE, for example --set objective.temperature=0.1.")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        parts = key.strip().split(".")
+        node: Any = config
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise UserError(f"--set {assignment!r}: {where} is not an item of a list of {len(node)}.")
+                idx = int(part)
+                if last:
+                    node[idx] = value
+                else:
+                    node = node[idx]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise UserError(f"--set {assignment!r}: {'.'.join(parts[:i])} is a {_json_type(node)}, not an object.")
+    return config
+
+
+# ----------------------------------------------------------------------------
+# validation
+
+
+def resolve(data: dict[str, Any], host: Any, source: str = "experiment") -> ResolvedExperiment:
+    """Validate an experiment against the registered components.
+
+    Raises :class:`ConfigError` listing every problem with its JSON path.
+    """
+    problems: list[tuple[str, str]] = []
+    config: dict[str, Any] = {}
+    for key in data:
+        if key not in TOP_KEYS and not key.startswith("$"):
+            problems.append((f"/{key}", _unknown_key(key, TOP_KEYS, "top-level key")))
+    top = _validate_model(_Top, {k: data[k] for k in ("description", "seed") if k in data}, "", problems, None)
+    if top is not None:
+        config.update(top.model_dump())
+
+    components: dict[str, tuple[ComponentInfo, Params]] = {}
+    for section in COMPONENT_SECTIONS:
+        if section not in data:
+            problems.append((f"/{section}", f"missing section: which {section} to use, as {{\"name\": ...}}. " + _names(host, section)))
+            continue
+        got = _component(host, section, data[section], f"/{section}", problems)
+        if got is not None:
+            components[section] = got
+            config[section] = {"name": got[0].name, **got[1].model_dump(mode="json")}
+
+    evaluators: list[tuple[ComponentInfo, Params]] = []
+    raw_evals = data.get("evaluators", [])
+    if not isinstance(raw_evals, list):
+        problems.append(("/evaluators", f"expected a list of evaluators, got {_json_type(raw_evals)}."))
+        raw_evals = []
+    config["evaluators"] = []
+    for i, item in enumerate(raw_evals):
+        got = _component(host, "evaluator", item, f"/evaluators/{i}", problems)
+        if got is not None:
+            evaluators.append(got)
+            config["evaluators"].append({"name": got[0].name, **got[1].model_dump(mode="json")})
+
+    raw_trainer = data.get("trainer", {})
+    trainer = _validate_model(TrainerParams, raw_trainer, "/trainer", problems, "trainer")
+    if trainer is not None:
+        config["trainer"] = trainer.model_dump(mode="json")
+
+    if problems:
+        raise ConfigError(source, problems)
+    assert trainer is not None
+    return ResolvedExperiment(config=config, components=components, evaluators=evaluators, trainer=trainer)
+
+
+def _component(host: Any, kind: str, raw: Any, path: str, problems: list[tuple[str, str]]) -> tuple[ComponentInfo, Params] | None:
+    if not isinstance(raw, dict):
+        problems.append((path, f"expected an object such as {{\"name\": ...}}, got {_json_type(raw)}."))
+        return None
+    name = raw.get("name")
+    if name is None:
+        problems.append((path, f"missing `name`: which {kind} to use. " + _names(host, kind)))
+        return None
+    info = host.registry.find(kind, name) if isinstance(name, str) else None
+    if info is None:
+        problems.append((f"{path}/name", host.registry.unknown_name_message(kind, name)))
+        return None
+    params = _validate_model(info.cls.Params, {k: v for k, v in raw.items() if k != "name"}, path, problems, info)
+    return (info, params) if params is not None else None
+
+
+def _validate_model(model: type[BaseModel], raw: Any, path: str, problems: list[tuple[str, str]], owner: Any) -> Any:
+    if not isinstance(raw, dict):
+        problems.append((path, f"expected an object, got {_json_type(raw)}."))
+        return None
+    try:
+        return model.model_validate_json(json.dumps(raw), strict=True)
+    except ValidationError as exc:
+        whose = _owner(owner)
+        fields = list(model.model_fields)
+        for err in exc.errors():
+            loc = "/".join(str(p) for p in err["loc"])
+            where = f"{path}/{loc}" if loc else path
+            if err["type"] == "extra_forbidden":
+                key = str(err["loc"][-1])
+                problems.append((where, _unknown_key(key, fields, f"parameter of {whose}")))
+            elif err["type"] == "missing":
+                problems.append((where, f"missing required parameter of {whose}. See `sslx describe`."))
+            else:
+                got = json.dumps(err.get("input"))
+                problems.append((where, f"{_expected(err)}, got {got} ({whose}). See `sslx describe` for the parameter's meaning."))
+        return None
+
+
+def _expected(err: Any) -> str:
+    msg = str(err["msg"])
+    msg = msg.replace("Input should be", "expected").replace("Input", "expected input")
+    return msg[0].lower() + msg[1:]
+
+
+def _owner(owner: Any) -> str:
+    if owner is None:
+        return "the experiment"
+    if isinstance(owner, str):
+        return owner
+    return f"{owner.kind} {owner.name!r} from {owner.provenance}"
+
+
+def _names(host: Any, kind: str) -> str:
+    names = host.registry.names(kind)
+    return f"Registered {kind}s: {', '.join(names)}." if names else f"No {kind} is registered: check `sslx plugins`."
+
+
+def _unknown_key(key: str, known: Any, what: str) -> str:
+    close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown {what}: {key!r}.{hint} Allowed: {', '.join(known)}."
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    ) + (f" ({json.dumps(value)})" if isinstance(value, (int, float, str)) and not isinstance(value, bool) else "")

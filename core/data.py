@@ -1,0 +1,98 @@
+"""From a dataset split to batches of views, reproducibly.
+
+Every random choice of the data pipeline is a function of the run seed and
+the position in training: the order of samples in epoch ``e`` comes from
+``(seed, e)`` and the augmentations of batch ``b`` from ``(seed, e, b)``. A
+batch is made by one worker from start to end, so a seeded run gives the same
+batches whatever the number of workers, and a resumed run continues with the
+batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from sslx.components import Augmentation, Batch, ImageSplit, PairSampler
+
+
+def derive_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed from integer keys."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class ViewDataset(torch.utils.data.Dataset):
+    """Samples of a split as the pair sampler shapes them; fetched a batch at a time."""
+
+    def __init__(self, split: ImageSplit, sampler: PairSampler, augmentation: Augmentation):
+        self.split = split
+        self.sampler = sampler
+        self.augmentation = augmentation
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> Batch:
+        indices = [i for i, _ in keys]
+        self.augmentation.seed(keys[0][1])
+        samples = [self.sampler.sample(self.split, i, self.augmentation) for i in indices]
+        views = [torch.stack([s[v] for s in samples]) for v in range(len(samples[0]))]
+        labels = self.split.labels
+        label = torch.as_tensor(labels[indices] if labels is not None else np.full(len(indices), -1), dtype=torch.long)
+        return Batch(views=views, index=torch.as_tensor(indices, dtype=torch.long), label=label)
+
+    def __getitem__(self, key: tuple[int, int]) -> Batch:
+        return self.__getitems__([key])
+
+
+class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Yields batches of ``(index, batch_seed)`` from ``start_step`` on, epoch
+    after epoch, forever; each epoch is a seeded permutation (last partial
+    batch dropped)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, start_step: int = 0):
+        self.size = size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start_step = start_step
+        self.steps_per_epoch = size // batch_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, first = divmod(self.start_step, self.steps_per_epoch)
+        while True:
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+            order = torch.randperm(self.size, generator=gen).tolist()
+            for b in range(first, self.steps_per_epoch):
+                batch_seed = derive_seed(self.seed, epoch, b, 1)
+                chunk = order[b * self.batch_size : (b + 1) * self.batch_size]
+                yield [(i, batch_seed) for i in chunk]
+            epoch, first = epoch + 1, 0
+
+
+def _identity(batch: Batch) -> Batch:
+    return batch
+
+
+def auto_workers(requested: int | str) -> int:
+    if requested != "auto":
+        return int(requested)
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def train_loader(
+    dataset: ViewDataset, batch_size: int, seed: int, start_step: int, num_workers: int, pin_memory: bool
+) -> DataLoader:
+    sampler = SeededBatchSampler(len(dataset), batch_size, seed, start_step)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=_identity,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if num_workers > 0 else None,
+        persistent_workers=False,
+    )

@@ -1,0 +1,35 @@
+"""Errors that are the user's to fix.
+
+Anything raised as a :class:`UserError` is printed by the CLI as one clear
+paragraph (no traceback): it names the file, JSON path or plugin involved, says
+what was expected and what to do. Everything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in input the user controls: an experiment file, data, a plugin."""
+
+
+class ConfigError(UserError):
+    """One or more problems in an experiment file, each tied to a JSON path.
+
+    ``problems`` holds ``(path, message)`` pairs; ``path`` is a JSON pointer
+    such as ``/objective/temperature`` (``""`` for the whole document).
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}{':' + path if path else ''}: {message}" for path, message in problems]
+        super().__init__("\n".join(lines))
+
+
+class PluginError(UserError):
+    """A plugin failed to load or to register its components."""
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the run stops and is recorded as failed."""

@@ -1,0 +1,148 @@
+"""The host-owned registry of components, with the provenance of each."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from sslx.components import KINDS, Component
+from sslx.errors import PluginError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a component came from."""
+
+    plugin: str  # the plugin's registered name (its entry-point name)
+    distribution: str | None  # the installed distribution, None for in-process plugins
+    version: str | None
+
+    def __str__(self) -> str:
+        if self.distribution:
+            return f"plugin {self.plugin!r} ({self.distribution} {self.version})"
+        return f"plugin {self.plugin!r}"
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    name: str
+    type: str
+    default: Any  # PydanticUndefined when required
+    description: str
+    required: bool
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    kind: str
+    name: str
+    cls: type[Component]
+    provenance: Provenance
+
+    @property
+    def description(self) -> str:
+        doc = inspect.getdoc(self.cls) or ""
+        return doc.split("\n\n")[0].replace("\n", " ").strip()
+
+    @property
+    def params(self) -> list[ParamInfo]:
+        out = []
+        for pname, f in self.cls.Params.model_fields.items():
+            out.append(
+                ParamInfo(
+                    name=pname,
+                    type=_type_name(f.annotation),
+                    default=f.default if f.default_factory is None else f.default_factory(),
+                    description=f.description or "",
+                    required=f.is_required(),
+                )
+            )
+        return out
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = self.cls.Params.model_json_schema()
+        schema.setdefault("properties", {})["name"] = {"const": self.name}
+        schema["required"] = ["name", *schema.get("required", [])]
+        schema["description"] = self.description
+        return schema
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("NoneType", "None")
+
+
+def default_repr(value: Any) -> str:
+    if value is PydanticUndefined:
+        return "(required)"
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    return repr(value) if isinstance(value, str) else str(value).replace("None", "null")
+
+
+class Registry:
+    """Components by kind and name. A duplicate name is an error naming both owners."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, ComponentInfo]] = {kind: {} for kind in KINDS}
+
+    def add(self, kind: str, cls: type[Component], provenance: Provenance, name: str | None = None) -> ComponentInfo:
+        base = KINDS[kind]
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginError(
+                f"{provenance} registered {cls!r} as a {kind}, but it is not a subclass of sslx.{base.__name__}."
+            )
+        name = name or getattr(cls, "name", None)
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise PluginError(
+                f"{provenance} registered a {kind} named {name!r}: names are lower-case letters, digits and "
+                f"underscores, starting with a letter. Set `name` on {cls.__name__} or pass name= to register."
+            )
+        params = getattr(cls, "Params", None)
+        if not (isinstance(params, type) and issubclass(params, BaseModel)):
+            raise PluginError(f"{provenance}: {kind} {name!r} needs a `Params` pydantic model (sslx.Params).")
+        existing = self._items[kind].get(name)
+        if existing is not None:
+            raise PluginError(
+                f"{kind} {name!r} is registered twice: by {existing.provenance} and by {provenance}. "
+                f"Uninstall one of them, or limit the loaded plugins with SSLX_LOAD_PLUGINS."
+            )
+        info = ComponentInfo(kind=kind, name=name, cls=cls, provenance=provenance)
+        self._items[kind][name] = info
+        return info
+
+    def remove_plugin(self, plugin: str) -> None:
+        for items in self._items.values():
+            for name in [n for n, i in items.items() if i.provenance.plugin == plugin]:
+                del items[name]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._items[kind])
+
+    def find(self, kind: str, name: str) -> ComponentInfo | None:
+        return self._items[kind].get(name)
+
+    def all(self) -> list[ComponentInfo]:
+        return [info for kind in KINDS for _, info in sorted(self._items[kind].items())]
+
+    def unknown_name_message(self, kind: str, name: object) -> str:
+        names = self.names(kind)
+        hint = ""
+        if isinstance(name, str):
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            if close:
+                hint = f" Did you mean {' or '.join(repr(c) for c in close)}?"
+        listing = ", ".join(names) if names else "none (no plugin provides one: check `sslx plugins`)"
+        return (
+            f"unknown {kind} {name!r}.{hint} Registered {kind}s: {listing}. "
+            f"Fix the name, or install the plugin that provides it."
+        )

@@ -1,0 +1,387 @@
+"""The trainer: builds a run's components, trains, evaluates, checkpoints.
+
+It knows nothing about any method (the objective computes the loss and owns
+its state) and nothing about Sacred (it writes through a :class:`Recorder`).
+``train`` reads top to bottom in the phases of a run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import sslx
+from sslx import checkpoint as ckpt
+from sslx.components import (
+    Augmentation,
+    Batch,
+    Dataset,
+    Encoder,
+    EvalContext,
+    Objective,
+    ObjectiveOutput,
+    PairSampler,
+    TrainInfo,
+)
+from sslx.config import ResolvedExperiment, TrainerParams
+from sslx.data import ViewDataset, auto_workers, train_loader
+from sslx.errors import TrainingDiverged, UserError
+
+
+class Recorder(Protocol):
+    """Where a run's records go (Sacred in :mod:`sslx.tracking`)."""
+
+    run_dir: Path | None
+
+    def log_scalar(self, name: str, value: float, step: int) -> None: ...
+
+    def add_artifact(self, path: Path, name: str) -> None: ...
+
+    def set_info(self, key: str, value: Any) -> None: ...
+
+
+@dataclass
+class MemoryRecorder:
+    """A recorder that keeps metrics in memory (tests, notebooks)."""
+
+    run_dir: Path | None = None
+    metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def log_scalar(self, name: str, value: float, step: int) -> None:
+        self.metrics.setdefault(name, []).append((step, float(value)))
+
+    def add_artifact(self, path: Path, name: str) -> None:
+        self.artifacts[name] = path
+
+    def set_info(self, key: str, value: Any) -> None:
+        self.info[key] = value
+
+
+@dataclass
+class RunHandle:
+    """The run as lifecycle hooks see it (see :class:`sslx.hookspecs.RunContext`)."""
+
+    config: dict[str, Any]
+    recorder: Recorder
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.recorder.run_dir
+
+    def log_scalar(self, name: str, value: float, step: int) -> None:
+        self.recorder.log_scalar(name, value, step)
+
+
+@dataclass
+class Parts:
+    """The built components of a run."""
+
+    dataset: Dataset
+    augmentation: Augmentation
+    sampler: PairSampler
+    encoder: Encoder
+    objective: Objective
+    train_size: int
+    total_steps: int
+
+
+# ----------------------------------------------------------------------------
+# building blocks
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("trainer.device is 'cuda' but no CUDA device is available: set trainer.device to 'auto' or 'cpu'.")
+    if requested == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def total_steps(t: TrainerParams, train_size: int) -> int:
+    per_epoch = train_size // t.batch_size
+    if per_epoch == 0:
+        raise UserError(
+            f"trainer.batch_size ({t.batch_size}) is larger than the training split ({train_size} items): "
+            f"lower trainer.batch_size or use more data."
+        )
+    steps = per_epoch * t.epochs
+    return min(steps, t.max_steps) if t.max_steps else steps
+
+
+def lr_at(t: TrainerParams, step: int, total: int) -> float:
+    """Learning rate for optimizer step ``step`` (counting from 0)."""
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    if t.schedule == "constant":
+        return t.lr
+    progress = (step - t.warmup_steps) / max(1, total - t.warmup_steps)
+    final = t.lr * t.final_lr_ratio
+    return final + (t.lr - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: torch.nn.Module, t: TrainerParams) -> torch.optim.Optimizer:
+    """Weight decay on weights only: biases and normalisation parameters are exempt."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.momentum, 0.999))
+
+
+def embedding_std(embeddings: torch.Tensor) -> float:
+    """Mean per-dimension std of L2-normalised embeddings: about 1/sqrt(D) when
+    healthy, 0 when collapsed to one vector."""
+    z = F.normalize(embeddings.detach().float(), dim=1)
+    return float(z.std(dim=0).mean())
+
+
+def build(exp: ResolvedExperiment) -> Parts:
+    """Instantiate the components of an experiment (on the CPU)."""
+    info, params = exp.components["dataset"]
+    dataset: Dataset = info.cls(params)  # type: ignore[call-arg]
+    split = dataset.split("train")
+    info, params = exp.components["augmentation"]
+    augmentation: Augmentation = info.cls(params, split.info)  # type: ignore[call-arg]
+    info, params = exp.components["sampler"]
+    sampler: PairSampler = info.cls(params)  # type: ignore[call-arg]
+    views_info = replace(split.info, channels=augmentation.out_channels)
+    info, params = exp.components["encoder"]
+    encoder: Encoder = info.cls(params, views_info)  # type: ignore[call-arg]
+    steps = total_steps(exp.trainer, len(split))
+    train_info = TrainInfo(
+        data=views_info,
+        num_views=sampler.num_views,
+        batch_size=exp.trainer.batch_size,
+        total_steps=steps,
+        dataset_size=len(split),
+    )
+    info, params = exp.components["objective"]
+    objective: Objective = info.cls(params, encoder, train_info)  # type: ignore[call-arg]
+    return Parts(dataset, augmentation, sampler, encoder, objective, len(split), steps)
+
+
+def evaluate(exp: ResolvedExperiment, parts: Parts, device: torch.device, artifacts_dir: Path | None) -> dict[str, float]:
+    """Run every evaluator of the experiment; metric names get the ``eval.`` prefix."""
+    t = exp.trainer
+    ctx = EvalContext(
+        encoder=parts.encoder,
+        dataset=parts.dataset,
+        augmentation=parts.augmentation,
+        device=device,
+        batch_size=t.eval_batch_size,
+        num_workers=auto_workers(t.num_workers),
+        artifacts_dir=artifacts_dir,
+        progress=t.progress,
+    )
+    metrics: dict[str, float] = {}
+    for info, params in exp.evaluators:
+        for name, value in info.cls(params).evaluate(ctx).items():  # type: ignore[call-arg]
+            metrics[f"eval.{name}"] = float(value)
+    return metrics
+
+
+@contextmanager
+def _graceful_interrupt() -> Iterator[dict[str, bool]]:
+    """Turn the first Ctrl-C into a request to stop at the next step boundary
+    (with a checkpoint); a second one interrupts at once."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        print("\nsslx: stopping after this step (Ctrl-C again to abort at once)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _state(step: int, parts: Parts, optimizer: torch.optim.Optimizer, exp: ResolvedExperiment) -> dict[str, Any]:
+    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "format": 1,
+        "sslx_version": sslx.__version__,
+        "step": step,
+        "objective": parts.objective.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng,
+        "config": exp.config,
+    }
+
+
+# ----------------------------------------------------------------------------
+# the run
+
+
+def train(
+    exp: ResolvedExperiment,
+    host: Any,
+    recorder: Recorder,
+    resume_from: Path | None = None,
+) -> dict[str, float]:
+    """Train and evaluate one experiment; return the final evaluation metrics."""
+    t = exp.trainer
+    # -- 1. set-up: seeds, device, precision ---------------------------------
+    seed_everything(exp.seed)
+    device = pick_device(t.device)
+    use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    workers = auto_workers(t.num_workers)
+
+    # -- 2. components --------------------------------------------------------
+    parts = build(exp)
+    objective = parts.objective.to(device).train()
+    optimizer = make_optimizer(objective, t)
+    start_step = 0
+
+    # -- 3. resume --------------------------------------------------------------
+    if resume_from is not None:
+        state = ckpt.load(resume_from)
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        start_step = int(state["step"])
+        recorder.set_info("resumed_at_step", start_step)
+
+    # -- 4. data ----------------------------------------------------------------
+    train_split = parts.dataset.split("train")
+    loader = train_loader(
+        ViewDataset(train_split, parts.sampler, parts.augmentation),
+        t.batch_size,
+        exp.seed,
+        start_step,
+        workers,
+        pin_memory=device.type == "cuda",
+    )
+    loader.worker_init_fn = _ignore_sigint
+    run = RunHandle(exp.config, recorder)
+    run_dir = recorder.run_dir
+    last_path = run_dir / ckpt.LAST if run_dir else None
+    views_per_step = t.batch_size * parts.sampler.num_views
+    recorder.set_info("total_steps", parts.total_steps)
+    recorder.set_info("device", str(device))
+
+    # -- 5. training loop -------------------------------------------------------
+    status, result = "FAILED", None
+    host.run_started(run)
+    try:
+        batches = iter(loader)
+        loss_sum = torch.zeros((), device=device)
+        window, window_start = 0, time.perf_counter()
+        bar = tqdm(
+            total=parts.total_steps, initial=start_step, desc="train", disable=not t.progress,
+            dynamic_ncols=True, mininterval=1.0,
+        )
+        with _graceful_interrupt() as stop, bar:
+            for step in range(start_step + 1, parts.total_steps + 1):
+                try:
+                    batch: Batch = next(batches).to(device)
+                except RuntimeError:
+                    if stop["stop"]:  # a worker went down with the Ctrl-C
+                        break
+                    raise
+                lr = lr_at(t, step - 1, parts.total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    out: ObjectiveOutput = objective(batch)
+                loss = out.loss.float()
+                if not torch.isfinite(loss):
+                    where = f"the last good checkpoint is {last_path}" if last_path and last_path.exists() else "no checkpoint had been written yet"
+                    raise TrainingDiverged(
+                        f"the loss became {loss.item()} at step {step} (learning rate {lr:.4g}), so the run stopped; "
+                        f"{where}. Lower trainer.lr, add trainer.warmup_steps or trainer.grad_clip, "
+                        f"or check the objective's parameters."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(objective.parameters(), t.grad_clip)
+                optimizer.step()
+                objective.on_step_end(step)
+                loss_sum += loss.detach()
+                window += 1
+                host.step_finished(run, step, out, lr)
+                bar.update(1)
+
+                if step % t.log_every == 0 or step == parts.total_steps:
+                    now = time.perf_counter()
+                    mean_loss = float(loss_sum / window)
+                    recorder.log_scalar("train.loss", mean_loss, step)
+                    recorder.log_scalar("train.lr", lr, step)
+                    recorder.log_scalar("train.views_per_s", views_per_step * window / (now - window_start), step)
+                    if out.embeddings is not None:
+                        recorder.log_scalar("collapse.embedding_std", embedding_std(out.embeddings), step)
+                    for name, value in out.metrics.items():
+                        recorder.log_scalar(f"train.{name}", float(value), step)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.3g}")
+                    loss_sum.zero_()
+                    window, window_start = 0, now
+                if last_path and (step % t.checkpoint_every == 0 or stop["stop"]) and step != parts.total_steps:
+                    ckpt.save_atomic(_state(step, parts, optimizer, exp), last_path)
+                if stop["stop"]:
+                    break
+                if t.eval_every and step % t.eval_every == 0 and step != parts.total_steps:
+                    for name, value in evaluate(exp, parts, device, run_dir).items():
+                        recorder.log_scalar(name, value, step)
+        del batches
+        if stop["stop"]:
+            status = "INTERRUPTED"
+            raise KeyboardInterrupt
+
+        # -- 6. evaluation ------------------------------------------------------
+        result = evaluate(exp, parts, device, run_dir)
+        for name, value in result.items():
+            recorder.log_scalar(name, value, parts.total_steps)
+
+        # -- 7. the final checkpoint as an artifact -------------------------------
+        if last_path:
+            ckpt.save_atomic(_state(parts.total_steps, parts, optimizer, exp), last_path)
+            recorder.add_artifact(last_path, ckpt.FINAL)
+            last_path.unlink()
+        status = "COMPLETED"
+        return result
+    except KeyboardInterrupt:
+        status = "INTERRUPTED"
+        raise
+    finally:
+        host.run_finished(run, status, result)

@@ -1,0 +1,143 @@
+"""View augmentations built on albumentations (image by image, on CPU workers).
+
+Two pipelines with the published defaults: ``simclr`` (Chen et al., 2020) and
+``mocov2`` (Chen et al., 2020, "Improved baselines"). Both are the same
+sequence of operations with different strengths; every strength is a
+parameter. Grayscale input is handled: colour jitter reduces to brightness
+and contrast, random grayscale is skipped, views keep one channel.
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+import sslx
+
+Pair = tuple[float, float]
+
+
+class ViewParams(sslx.Params):
+    size: int | None = Field(None, ge=8, description="Side of the square views in pixels (null: the dataset's image size; "
+                                                     "required when its images vary in size).")
+    crop_scale: Pair = Field((0.08, 1.0), description="Range of the crop's area as a fraction of the image (RandomResizedCrop).")
+    crop_ratio: Pair = Field((3 / 4, 4 / 3), description="Range of the crop's aspect ratio.")
+    flip_prob: float = Field(0.5, ge=0, le=1, description="Probability of a horizontal flip.")
+    jitter_prob: float = Field(0.8, ge=0, le=1, description="Probability of colour jitter.")
+    brightness: float = Field(0.8, ge=0, description="Brightness jitter: factor drawn from [1-b, 1+b].")
+    contrast: float = Field(0.8, ge=0, description="Contrast jitter: factor drawn from [1-c, 1+c].")
+    saturation: float = Field(0.8, ge=0, description="Saturation jitter (colour images only).")
+    hue: float = Field(0.2, ge=0, le=0.5, description="Hue jitter (colour images only).")
+    grayscale_prob: float = Field(0.2, ge=0, le=1, description="Probability of converting to grayscale (colour images only).")
+    blur_prob: float = Field(0.5, ge=0, le=1, description="Probability of a Gaussian blur (papers use 0.5 on ImageNet and "
+                                                          "none on 32 px images).")
+    blur_sigma: Pair = Field((0.1, 2.0), description="Range of the blur's sigma in pixels.")
+    solarize_prob: float = Field(0.0, ge=0, le=1, description="Probability of solarizing (inverting pixels above half range).")
+    mean: tuple[float, ...] | None = Field(None, description="Per-channel normalisation mean (null: the dataset's).")
+    std: tuple[float, ...] | None = Field(None, description="Per-channel normalisation std (null: the dataset's).")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ViewParams:
+        for key in ("crop_scale", "crop_ratio", "blur_sigma"):
+            lo, hi = getattr(self, key)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{key} must be [low, high] with 0 < low <= high, got [{lo}, {hi}]")
+        if self.crop_scale[1] > 1:
+            raise ValueError(f"crop_scale must lie within (0, 1], got {list(self.crop_scale)}")
+        return self
+
+
+class Views(sslx.Augmentation):
+    """Random resized crop, flip, colour jitter, grayscale, blur, solarize,
+    normalise: the SimCLR family of view pipelines."""
+
+    Params = ViewParams
+
+    def __init__(self, params: ViewParams, data: sslx.DataInfo):
+        super().__init__(params, data)
+        size = params.size or (data.image_size[0] if data.image_size and data.image_size[0] == data.image_size[1] else None)
+        if size is None:
+            raise sslx.UserError(
+                f"augmentation {self.name!r}: the dataset's images are not all one square size, so set "
+                f"augmentation.size to the side of the views in pixels (for example 224)."
+            )
+        self.size = size
+        self.channels = data.channels
+        mean = params.mean or data.mean
+        std = params.std or data.std
+        if len(mean) != data.channels or len(std) != data.channels:
+            raise sslx.UserError(
+                f"augmentation.mean/std have {len(mean)}/{len(std)} values but the images have {data.channels} channels."
+            )
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        color = data.channels == 3
+        kernel = max(3, int(0.1 * size) // 2 * 2 + 1)  # about 10% of the view, odd
+        ops = [
+            A.RandomResizedCrop(size=(size, size), scale=params.crop_scale, ratio=params.crop_ratio,
+                                interpolation=cv2.INTER_LINEAR),
+            A.HorizontalFlip(p=params.flip_prob),
+            A.ColorJitter(brightness=params.brightness, contrast=params.contrast,
+                          saturation=params.saturation if color else 0.0, hue=params.hue if color else 0.0,
+                          p=params.jitter_prob),
+        ]
+        if color:
+            ops.append(A.ToGray(p=params.grayscale_prob))
+        ops.append(A.GaussianBlur(blur_limit=(3, kernel), sigma_limit=params.blur_sigma, p=params.blur_prob))
+        ops.append(A.Solarize(threshold_range=(0.5, 0.5), p=params.solarize_prob))
+        self.pipeline = A.Compose(ops)
+        same_size = data.image_size == (size, size)
+        self.eval_pipeline = None if same_size else A.Compose([A.SmallestMaxSize(max_size=size), A.CenterCrop(size, size)])
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    def seed(self, seed: int) -> None:
+        self.pipeline.set_random_seed(seed % 2**32)
+
+    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        if image.ndim == 2:
+            image = image[..., None]
+        x = torch.tensor(image).permute(2, 0, 1).float().div_(255)  # a copy: dataset arrays may be read-only
+        return x.sub_(self.mean).div_(self.std)
+
+    def view(self, image: np.ndarray, view: int) -> torch.Tensor:
+        return self._to_tensor(self.pipeline(image=image)["image"])
+
+    def eval(self, image: np.ndarray) -> torch.Tensor:
+        if self.eval_pipeline is not None:
+            image = self.eval_pipeline(image=image)["image"]
+        return self._to_tensor(image)
+
+
+class SimCLRViews(Views):
+    """SimCLR's views (Chen et al., 2020, arXiv:2002.05709): crop scale
+    0.08-1, colour jitter of strength 1 with p=0.8, grayscale p=0.2, blur p=0.5."""
+
+    name = "simclr"
+
+
+class MoCoV2Params(ViewParams):
+    crop_scale: Pair = Field((0.2, 1.0), description="Range of the crop's area as a fraction of the image (RandomResizedCrop).")
+    brightness: float = Field(0.4, ge=0, description="Brightness jitter: factor drawn from [1-b, 1+b].")
+    contrast: float = Field(0.4, ge=0, description="Contrast jitter: factor drawn from [1-c, 1+c].")
+    saturation: float = Field(0.4, ge=0, description="Saturation jitter (colour images only).")
+    hue: float = Field(0.1, ge=0, le=0.5, description="Hue jitter (colour images only).")
+
+
+class MoCoV2Views(Views):
+    """MoCo v2's views (Chen et al., 2020, arXiv:2003.04297): crop scale
+    0.2-1, colour jitter 0.4/0.4/0.4/0.1 with p=0.8, grayscale p=0.2, blur p=0.5."""
+
+    name = "mocov2"
+    Params = MoCoV2Params
+
+
+@sslx.hookimpl
+def sslx_register_augmentations(register):
+    register(SimCLRViews)
+    register(MoCoV2Views)

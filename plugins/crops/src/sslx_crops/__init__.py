@@ -1,0 +1,33 @@
+"""The crops-across-images pair sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import Field
+
+import sslx
+
+
+class Crops(sslx.PairSampler):
+    """Crops across images: each image gives ``views`` independently augmented
+    views; views of the same image are positives, views of other images are
+    negatives (the sampler of SimCLR, MoCo, BYOL, Barlow Twins)."""
+
+    name = "crops"
+
+    class Params(sslx.Params):
+        views: int = Field(2, ge=2, le=16, description="Views per image (2 for SimCLR and MoCo).")
+
+    @property
+    def num_views(self) -> int:
+        return self.params.views
+
+    def sample(self, split: sslx.ImageSplit, index: int, augmentation: sslx.Augmentation) -> list[torch.Tensor]:
+        image: np.ndarray = split.image(index)
+        return [augmentation.view(image, v) for v in range(self.params.views)]
+
+
+@sslx.hookimpl
+def sslx_register_pair_samplers(register):
+    register(Crops)
