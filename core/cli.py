@@ -17,10 +17,10 @@ import click
 
 import sslx
 from sslx.components import KINDS
-from sslx.config import apply_overrides, read_experiment, resolve
+from sslx.config import TrainerParams, apply_overrides, read_experiment, resolve
 from sslx.errors import UserError
 from sslx.plugins import PluginHost, check_plugin_set, load_plugins, plugins_toml_path
-from sslx.registry import default_repr
+from sslx.registry import default_repr, params_of
 
 KIND_ALIASES = {**{k: k for k in KINDS}, **{k + "s": k for k in KINDS}, "pair_sampler": "sampler"}
 
@@ -232,30 +232,39 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("kind")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the JSON Schema of the parameters).")
 @click.pass_context
-def describe(ctx: click.Context, kind: str, name: str, as_json: bool) -> None:
-    """Document a component: KIND (dataset, sampler, augmentation, encoder,
-    objective, evaluator) and NAME, with every parameter."""
-    if kind not in KIND_ALIASES:
-        raise UserError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}.")
-    info = _host(ctx).component(KIND_ALIASES[kind], name)
-    prov = info.provenance
+def describe(ctx: click.Context, kind: str, name: str | None, as_json: bool) -> None:
+    """Document a component, KIND (dataset, sampler, augmentation, encoder,
+    objective, evaluator) and NAME, or the trainer settings (`sslx describe trainer`)."""
+    if kind == "trainer":
+        title, source = "trainer settings (the experiment's `trainer` section)", None
+        description, params, schema = TrainerParams.__doc__ or "", params_of(TrainerParams), TrainerParams.model_json_schema()
+    elif kind in KIND_ALIASES:
+        if name is None:
+            host = _host(ctx)
+            raise UserError(f"give the NAME of the {KIND_ALIASES[kind]} to describe: {', '.join(host.registry.names(KIND_ALIASES[kind]))}.")
+        info = _host(ctx).component(KIND_ALIASES[kind], name)
+        title, source = f"{info.kind} {info.name!r} from {info.provenance}", info.provenance
+        description, params, schema = info.description, info.params, info.json_schema()
+    else:
+        raise UserError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}, or trainer.")
     if as_json:
         click.echo(json.dumps({
-            "kind": info.kind, "name": info.name, "plugin": prov.plugin, "distribution": prov.distribution,
-            "version": prov.version, "description": info.description,
+            "kind": "trainer" if source is None else info.kind,
+            "name": None if source is None else info.name,
+            "plugin": source and source.plugin, "distribution": source and source.distribution,
+            "version": source and source.version, "description": description,
             "parameters": [{"name": p.name, "type": p.type, "default": None if p.required else p.default,
-                            "required": p.required, "description": p.description} for p in info.params],
-            "json_schema": info.json_schema(),
+                            "required": p.required, "description": p.description} for p in params],
+            "json_schema": schema,
         }, indent=2, default=str))
         return
-    click.echo(f"{info.kind} {info.name!r} from {prov}\n")
-    click.echo(f"  {info.description}\n")
-    if not info.params:
+    click.echo(f"{title}\n\n  {description}\n")
+    if not params:
         click.echo("  (no parameters)")
-    for p in info.params:
+    for p in params:
         click.echo(f"  {p.name} : {p.type} = {default_repr(p.default)}")
         if p.description:
             click.echo(f"      {p.description}")

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -31,6 +32,7 @@ from sslx.components import Params
 from sslx.errors import ConfigError, UserError
 from sslx.registry import ComponentInfo
 
+UNION_TAG = re.compile(r"^(int|float|str|bool|none|list|tuple|dict|constrained-\w+|function-\w+|literal\[.*\])$")
 COMPONENT_SECTIONS = ("dataset", "augmentation", "sampler", "encoder", "objective")
 
 
@@ -50,7 +52,7 @@ class TrainerParams(Params):
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value (null: no clipping).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available, else the CPU.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on the CPU.")
-    num_workers: int | Literal["auto"] = Field("auto", description="DataLoader worker processes; auto: one per spare CPU core, at most 8.")
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field("auto", description="DataLoader worker processes; auto: one per spare CPU core, at most 8.")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads of the training process (null: torch's default).")
     log_every: int = Field(10, ge=1, description="Log train.* and collapse.* metrics every this many steps.")
     checkpoint_every: int = Field(200, ge=1, description="Write the resumable checkpoint every this many steps (always at the end).")
@@ -235,30 +237,48 @@ def _validate_model(model: type[BaseModel], raw: Any, path: str, problems: list[
         return model.model_validate_json(json.dumps(raw), strict=True)
     except ValidationError as exc:
         whose = _owner(owner)
+        hint = " See `sslx describe " + (owner if isinstance(owner, str) else f"{owner.kind} {owner.name}") + "`." if owner else ""
         fields = list(model.model_fields)
+        grouped: dict[str, list[Any]] = {}
         for err in exc.errors():
-            loc = "/".join(str(p) for p in err["loc"])
-            where = f"{path}/{loc}" if loc else path
+            loc = "/".join(str(p) for p in err["loc"] if not _is_union_tag(p))
+            grouped.setdefault(f"{path}/{loc}" if loc else path, []).append(err)
+        for where, errs in grouped.items():
+            err = errs[0]
             if err["type"] == "extra_forbidden":
-                key = str(err["loc"][-1])
-                problems.append((where, _unknown_key(key, fields, f"parameter of {whose}")))
+                problems.append((where, _unknown_key(str(err["loc"][-1]), fields, f"parameter of {whose}")))
             elif err["type"] == "missing":
-                problems.append((where, f"missing required parameter of {whose}. See `sslx describe`."))
+                problems.append((where, f"missing required parameter of {whose}.{hint}"))
+            elif err["type"] == "value_error":
+                problems.append((where, f"{_expected(err)} ({whose})."))
             else:
-                got = json.dumps(err.get("input"))
-                problems.append((where, f"{_expected(err)}, got {got} ({whose}). See `sslx describe` for the parameter's meaning."))
+                expected = " or ".join(dict.fromkeys(_expected(e) for e in errs)).replace(" or expected ", " or ")
+                problems.append((where, f"{expected}, got {json.dumps(err.get('input'))} ({whose}).{hint}"))
         return None
 
 
+def _is_union_tag(part: Any) -> bool:
+    """pydantic names the member of a union that failed (``int``,
+    ``literal['auto']``) in the error location; those are not JSON keys."""
+    return isinstance(part, str) and UNION_TAG.match(part) is not None
+
+
 def _expected(err: Any) -> str:
+    """pydantic's "Input should be greater than 0" as "expected a value greater than 0"."""
     msg = str(err["msg"])
-    msg = msg.replace("Input should be", "expected").replace("Input", "expected input")
+    if msg.startswith("Input should be "):
+        rest = msg[len("Input should be ") :]
+        if rest.split(" ")[0] in {"greater", "less", "a", "an"} or rest.startswith(("'", '"')):
+            rest = ("a value " if rest.startswith(("greater", "less")) else "") + rest
+        return "expected " + rest
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, ") :]
     return msg[0].lower() + msg[1:]
 
 
 def _owner(owner: Any) -> str:
     if owner is None:
-        return "the experiment"
+        return "top level of the experiment"
     if isinstance(owner, str):
         return owner
     return f"{owner.kind} {owner.name!r} from {owner.provenance}"

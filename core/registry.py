@@ -54,18 +54,7 @@ class ComponentInfo:
 
     @property
     def params(self) -> list[ParamInfo]:
-        out = []
-        for pname, f in self.cls.Params.model_fields.items():
-            out.append(
-                ParamInfo(
-                    name=pname,
-                    type=_type_name(f.annotation),
-                    default=f.default if f.default_factory is None else f.default_factory(),
-                    description=f.description or "",
-                    required=f.is_required(),
-                )
-            )
-        return out
+        return params_of(self.cls.Params)
 
     def json_schema(self) -> dict[str, Any]:
         schema = self.cls.Params.model_json_schema()
@@ -75,10 +64,26 @@ class ComponentInfo:
         return schema
 
 
+def params_of(model: type[BaseModel]) -> list[ParamInfo]:
+    """The documented parameters of a pydantic parameter model."""
+    return [
+        ParamInfo(
+            name=name,
+            type=_type_name(f.annotation),
+            default=f.default if f.default_factory is None else f.default_factory(),
+            description=f.description or "",
+            required=f.is_required(),
+        )
+        for name, f in model.model_fields.items()
+    ]
+
+
 def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
         return annotation.__name__
-    return str(annotation).replace("typing.", "").replace("NoneType", "None")
+    text = str(annotation).replace("typing.", "").replace("NoneType", "None")
+    text = re.sub(r"Annotated\[(\w+), [^\]]*\]", r"\1", text)
+    return re.sub(r"Literal\[([^\]]*)\]", lambda m: m.group(1).replace(", ", " | "), text)
 
 
 def default_repr(value: Any) -> str:
@@ -94,6 +99,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._items: dict[str, dict[str, ComponentInfo]] = {kind: {} for kind in KINDS}
+        # Names claimed by two plugins: unusable until one is removed, so no plugin wins silently.
+        self._conflicts: dict[tuple[str, str], list[Provenance]] = {}
 
     def add(self, kind: str, cls: type[Component], provenance: Provenance, name: str | None = None) -> ComponentInfo:
         base = KINDS[kind]
@@ -112,6 +119,7 @@ class Registry:
             raise PluginError(f"{provenance}: {kind} {name!r} needs a `Params` pydantic model (sslx.Params).")
         existing = self._items[kind].get(name)
         if existing is not None:
+            self._conflicts[(kind, name)] = [existing.provenance, provenance]
             raise PluginError(
                 f"{kind} {name!r} is registered twice: by {existing.provenance} and by {provenance}. "
                 f"Uninstall one of them, or limit the loaded plugins with SSLX_LOAD_PLUGINS."
@@ -126,15 +134,23 @@ class Registry:
                 del items[name]
 
     def names(self, kind: str) -> list[str]:
-        return sorted(self._items[kind])
+        return sorted(n for n in self._items[kind] if (kind, n) not in self._conflicts)
 
     def find(self, kind: str, name: str) -> ComponentInfo | None:
+        if (kind, name) in self._conflicts:
+            return None
         return self._items[kind].get(name)
 
     def all(self) -> list[ComponentInfo]:
-        return [info for kind in KINDS for _, info in sorted(self._items[kind].items())]
+        return [info for kind in KINDS for name, info in sorted(self._items[kind].items()) if self.find(kind, name)]
 
     def unknown_name_message(self, kind: str, name: object) -> str:
+        owners = self._conflicts.get((kind, name)) if isinstance(name, str) else None
+        if owners:
+            return (
+                f"{kind} {name!r} is provided by two plugins, {owners[0]} and {owners[1]}, so it cannot be used. "
+                f"Uninstall one of them, or load only one with SSLX_LOAD_PLUGINS."
+            )
         names = self.names(kind)
         hint = ""
         if isinstance(name, str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,13 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupted gzip stream
         raise sslx.UserError(f"{path}: cannot read this idx file ({exc}). Reinstall the dataset files.") from None
     if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise sslx.UserError(f"{path}: not an idx file of unsigned bytes (bad header). Reinstall the dataset files.")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise sslx.UserError(f"{path}: truncated idx file (its header is cut short). Reinstall it.")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
