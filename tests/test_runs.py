@@ -1,0 +1,208 @@
+"""Recorded runs end to end: the shipped experiments, Sacred records,
+checkpoints, resume, divergence, interruption and lifecycle hooks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+import torch
+from helpers import EXPERIMENTS, SSLX, read_run, tiny_overrides
+
+import sslx
+from sslx import checkpoint as ckpt
+from sslx.tracking import RunFailed, record_run
+
+TRAIN_METRICS = {"train.loss", "train.lr", "train.views_per_s", "collapse.embedding_std", "eval.knn_top1"}
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_shipped_experiment_runs_end_to_end(method, tmp_path):
+    """`sslx run experiments/<method>.json` with a few steps: a COMPLETED
+    Sacred run with config, metrics, plugin versions, resource and checkpoint."""
+    sets = [arg for s in tiny_overrides(method) for arg in ("--set", s)]
+    proc = subprocess.run(
+        [SSLX, "run", str(EXPERIMENTS / f"{method}.json"), "--runs-dir", str(tmp_path), "--name", f"tiny-{method}",
+         "--comment", "from the test suite", *sets],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = tmp_path / "1"
+    assert f"Run 1 COMPLETED: {run_dir}" in proc.stdout
+    assert "eval.knn_top1 = " in proc.stdout
+    rec = read_run(run_dir)
+    run = rec["run"]
+    assert run["status"] == "COMPLETED"
+    assert run["experiment"]["name"] == f"tiny-{method}" and run["meta"]["comment"] == "from the test suite"
+    assert set(run["result"]) == {"eval.knn_top1"} and 0.0 <= run["result"]["eval.knn_top1"] <= 1.0
+    assert run["artifacts"] == ["checkpoint.pt"]
+    assert any(res[0].endswith(f"{method}.json") for res in run["resources"])
+    deps = run["experiment"]["dependencies"]
+    assert f"sslx-{method}==0.1.0" in deps and "sslx-datasets==0.1.0" in deps and "sslx==0.1.0" in deps
+    assert rec["config"]["objective"]["name"] == method and rec["config"]["trainer"]["max_steps"] == 6
+    metrics = rec["metrics"]
+    assert TRAIN_METRICS <= set(metrics)
+    assert metrics["train.loss"]["steps"] == [2, 4, 6]
+    assert all(v > 0 for v in metrics["collapse.embedding_std"]["values"])
+    assert rec["info"]["components"]["objective"]["distribution"] == f"sslx-{method}"
+    # the final checkpoint holds the whole objective and the config, and yields a plain backbone
+    state = ckpt.load(run_dir / "checkpoint.pt")
+    assert state["step"] == 6 and state["config"] == rec["config"]
+    assert ckpt.encoder_state(state) and all(not k.startswith("encoder.") for k in ckpt.encoder_state(state))
+    assert not (run_dir / ckpt.LAST).exists()
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tiny, host, tmp_path):
+    """A run that crashes after step 5 (last checkpoint at step 4) and is
+    resumed ends bit-identical to a run that never stopped (MoCo: queue,
+    key encoder and momentum schedule included)."""
+    exp = tiny("moco", "trainer.max_steps=8", "trainer.checkpoint_every=4", "trainer.num_workers=1")
+    full = record_run(exp, host, runs_dir=tmp_path / "full")
+
+    class Crash:
+        @sslx.hookimpl
+        def sslx_step_finished(self, step):
+            if step == 5:
+                raise RuntimeError("simulated crash")
+
+    host.add_plugin(Crash(), "crash")
+    with pytest.raises(RunFailed) as failed:
+        record_run(exp, host, runs_dir=tmp_path / "crashed")
+    host.remove_plugin("crash")
+    crashed_dir = failed.value.record.run_dir
+    crashed = read_run(crashed_dir)
+    assert crashed["run"]["status"] == "FAILED" and "simulated crash" in crashed["run"]["fail_trace"][-1]
+    assert "simulated crash" in crashed["info"]["failure"]
+    assert ckpt.load(crashed_dir / ckpt.LAST)["step"] == 4
+
+    resumed = record_run(exp, host, runs_dir=tmp_path / "crashed", resume_from=ckpt.find_checkpoint(crashed_dir))
+    rec = read_run(resumed.run_dir)
+    assert rec["run"]["status"] == "COMPLETED" and rec["info"]["resumed_at_step"] == 4
+    assert rec["info"]["resumed_from"].endswith("last.pt")
+    assert rec["metrics"]["train.loss"]["steps"] == [6, 8]
+    a = ckpt.load(full.run_dir / "checkpoint.pt")
+    b = ckpt.load(resumed.run_dir / "checkpoint.pt")
+    assert a["objective"].keys() == b["objective"].keys()
+    for key in a["objective"]:
+        assert torch.equal(a["objective"][key], b["objective"][key]), key
+    assert full.result == resumed.result
+
+
+def test_resume_refuses_a_different_experiment(tiny, tmp_path):
+    exp = tiny("simclr", "trainer.max_steps=3", "trainer.checkpoint_every=2")
+    from sslx.plugins import load_plugins
+
+    host = load_plugins()
+    record = record_run(exp, host, runs_dir=tmp_path)
+    from click.testing import CliRunner
+
+    from sslx.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", str(EXPERIMENTS / "simclr.json"), "--runs-dir", str(tmp_path),
+                                      "--resume", str(record.run_dir), *[a for s in tiny_overrides("simclr") for a in ("--set", s)],
+                                      "--set", "objective.temperature=0.3"])
+    assert result.exit_code == 2
+    assert "cannot resume" in result.output and "objective" in result.output and "Traceback" not in result.output
+
+
+class NaNObjective(sslx.Objective):
+    """Diverges on its third step, for tests."""
+
+    name = "nan_at_three"
+
+    def __init__(self, params, encoder, info):
+        super().__init__(params, encoder, info)
+        self.calls = 0
+
+    def forward(self, batch):
+        self.calls += 1
+        z = self.encoder(batch.views[0])
+        loss = z.pow(2).mean()
+        if self.calls == 3:
+            loss = loss * float("nan")
+        return sslx.ObjectiveOutput(loss=loss, embeddings=z.detach())
+
+
+class NaNPlugin:
+    @sslx.hookimpl
+    def sslx_register_objectives(self, register):
+        register(NaNObjective)
+
+
+def test_nan_loss_stops_the_run_keeps_the_last_good_checkpoint_and_records_why(tiny, host, tmp_path):
+    host.add_plugin(NaNPlugin(), "nan")
+    exp = tiny("simclr", "objective={\"name\": \"nan_at_three\"}", "trainer.checkpoint_every=2")
+    with pytest.raises(RunFailed) as failed:
+        record_run(exp, host, runs_dir=tmp_path)
+    assert isinstance(failed.value.reason, sslx.UserError)
+    message = str(failed.value.reason)
+    assert "the loss became nan at step 3" in message
+    assert "last good checkpoint is" in message and "Lower trainer.lr" in message
+    run_dir = failed.value.record.run_dir
+    rec = read_run(run_dir)
+    assert rec["run"]["status"] == "FAILED"
+    assert "the loss became nan at step 3" in rec["info"]["failure"]
+    assert ckpt.load(run_dir / ckpt.LAST)["step"] == 2
+
+
+def test_cli_reports_a_failed_run_in_one_paragraph(tmp_path):
+    """Missing dataset files: the run is recorded as FAILED with the reason,
+    and the CLI says where it looked and how to install, without a traceback."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    sets = [a for s in tiny_overrides("simclr") for a in ("--set", s)]
+    proc = subprocess.run([SSLX, "run", str(EXPERIMENTS / "simclr.json"), "--runs-dir", str(tmp_path / "runs"), *sets,
+                           "--set", f"dataset.root={empty}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"Fashion-MNIST files not found: looked in {empty}" in proc.stderr
+    assert "apt-get install dataset-fashion-mnist" in proc.stderr and "SSLX_FASHION_MNIST_DIR" in proc.stderr
+    run_dir = tmp_path / "runs" / "1"
+    assert f"Run 1 FAILED, recorded in {run_dir}" in proc.stderr
+    assert read_run(run_dir)["run"]["status"] == "FAILED"
+    assert "Fashion-MNIST files not found" in read_run(run_dir)["info"]["failure"]
+
+
+def test_lifecycle_hooks_fire_in_order(tiny, host, tmp_path):
+    calls = []
+
+    class Observer:
+        @sslx.hookimpl
+        def sslx_run_started(self, run):
+            calls.append(("started", run.config["objective"]["name"], run.run_dir is not None))
+
+        @sslx.hookimpl
+        def sslx_step_finished(self, run, step, output, lr):
+            calls.append(("step", step, bool(torch.isfinite(output.loss)), lr > 0))
+            run.log_scalar("observer.step", step, step)
+
+        @sslx.hookimpl
+        def sslx_run_finished(self, run, status, result):
+            calls.append(("finished", status, sorted(result)))
+
+    host.add_plugin(Observer(), "observer")
+    record = record_run(tiny("simclr", "trainer.max_steps=3"), host, runs_dir=tmp_path)
+    assert calls == [("started", "simclr", True), ("step", 1, True, True), ("step", 2, True, True),
+                     ("step", 3, True, True), ("finished", "COMPLETED", ["eval.knn_top1"])]
+    assert read_run(record.run_dir)["metrics"]["observer.step"]["values"] == [1, 2, 3]
+
+
+def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tiny, host, tmp_path):
+    """The first SIGINT finishes the current step, writes a checkpoint and
+    records the run as INTERRUPTED; the run can then be resumed."""
+
+    class Interrupt:
+        @sslx.hookimpl
+        def sslx_step_finished(self, step):
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    host.add_plugin(Interrupt(), "interrupt")
+    with pytest.raises(RunFailed) as stopped:
+        record_run(tiny("simclr"), host, runs_dir=tmp_path)
+    assert isinstance(stopped.value.reason, KeyboardInterrupt)
+    run_dir = stopped.value.record.run_dir
+    assert read_run(run_dir)["run"]["status"] == "INTERRUPTED"
+    assert ckpt.load(run_dir / ckpt.LAST)["step"] == 2

@@ -1,0 +1,114 @@
+"""Trainer building blocks: schedule, data determinism, collapse metric,
+optimizer groups, atomic checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sslx import checkpoint as ckpt
+from sslx.config import TrainerParams
+from sslx.data import SeededBatchSampler, ViewDataset, train_loader
+from sslx.errors import UserError
+from sslx.modules import cosine_momentum
+from sslx.trainer import MemoryRecorder, build, embedding_std, lr_at, make_optimizer, total_steps, train
+
+
+def test_lr_schedule_warmup_then_cosine():
+    t = TrainerParams(lr=1.0, warmup_steps=4, final_lr_ratio=0.1)
+    total = 14
+    lrs = [lr_at(t, s, total) for s in range(total)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
+    for s in range(4, total):
+        progress = (s - 4) / 10
+        assert lrs[s] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    assert lr_at(TrainerParams(lr=0.3, schedule="constant"), 7, 10) == 0.3
+
+
+def test_total_steps_and_a_batch_larger_than_the_data():
+    assert total_steps(TrainerParams(batch_size=10, epochs=3), 105) == 30
+    assert total_steps(TrainerParams(batch_size=10, epochs=3, max_steps=7), 105) == 7
+    with pytest.raises(UserError, match=r"batch_size \(256\) is larger than the training split \(100 items\)"):
+        total_steps(TrainerParams(batch_size=256), 100)
+
+
+def test_batch_order_is_seeded_covers_each_epoch_and_resumes_mid_stream():
+    sampler = SeededBatchSampler(size=50, batch_size=8, seed=3)
+    stream = iter(sampler)
+    batches = [next(stream) for _ in range(13)]  # 6 per epoch: two epochs and one more batch
+    epoch0 = [i for b in batches[:6] for i, _ in b]
+    assert len(set(epoch0)) == 48 and all(0 <= i < 50 for i in epoch0)
+    assert [i for b in batches[6:12] for i, _ in b] != epoch0, "each epoch has its own order"
+    assert len({seed for b in batches for _, seed in b}) == 13, "one augmentation seed per batch"
+    resumed = iter(SeededBatchSampler(size=50, batch_size=8, seed=3, start_step=5))
+    assert [next(resumed) for _ in range(8)] == batches[5:13]
+    other = iter(SeededBatchSampler(size=50, batch_size=8, seed=4))
+    assert next(other) != batches[0]
+
+
+def test_views_do_not_depend_on_the_number_of_workers(tiny):
+    """A seeded run sees the same batches with 0 or 2 loader workers."""
+    exp = tiny("simclr")
+    parts = build(exp)
+    dataset = ViewDataset(parts.dataset.split("train"), parts.sampler, parts.augmentation)
+
+    def first_batches(workers):
+        it = iter(train_loader(dataset, 32, seed=0, start_step=0, num_workers=workers, pin_memory=False))
+        return [next(it) for _ in range(3)]
+
+    for a, b in zip(first_batches(0), first_batches(2)):
+        assert torch.equal(a.index, b.index) and torch.equal(a.label, b.label)
+        for va, vb in zip(a.views, b.views):
+            assert torch.equal(va, vb)
+    batch = first_batches(0)[0]
+    assert not torch.equal(batch.views[0], batch.views[1]), "two views of a sample differ"
+    assert batch.views[0].shape == (32, 1, 28, 28) and batch.views[0].dtype == torch.float32
+
+
+def test_seeded_runs_are_reproducible(tiny, host):
+    exp = tiny("moco", "trainer.max_steps=3")
+    a, b = MemoryRecorder(), MemoryRecorder()
+    ra, rb = train(exp, host, a), train(exp, host, b)
+    assert a.metrics["train.loss"] == b.metrics["train.loss"] and ra == rb
+    c = MemoryRecorder()
+    train(tiny("moco", "trainer.max_steps=3", "seed=1"), host, c)
+    assert c.metrics["train.loss"] != a.metrics["train.loss"]
+
+
+def test_embedding_std_against_formula():
+    z = torch.randn(64, 16, dtype=torch.float64)
+    zn = z / z.norm(dim=1, keepdim=True)
+    mean = zn.mean(0)
+    std = ((zn - mean) ** 2).sum(0).div(63).sqrt().mean()
+    assert embedding_std(z) == pytest.approx(float(std), rel=1e-5)
+    collapsed = torch.ones(32, 8) + 1e-9 * torch.randn(32, 8)
+    assert embedding_std(collapsed) < 1e-6
+
+
+def test_optimizer_exempts_biases_and_norms_from_weight_decay():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    opt = make_optimizer(model, TrainerParams(weight_decay=0.1))
+    decayed, free = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and {p.ndim for p in decayed["params"]} == {2}
+    assert free["weight_decay"] == 0.0 and len(free["params"]) == 4  # 2 biases + BN weight and bias
+
+
+def test_cosine_momentum_schedule():
+    assert cosine_momentum(0.99, 1.0, 0, 100) == pytest.approx(0.99)
+    assert cosine_momentum(0.99, 1.0, 50, 100) == pytest.approx(0.995)
+    assert cosine_momentum(0.99, 1.0, 100, 100) == pytest.approx(1.0)
+
+
+def test_checkpoints_are_written_atomically(tmp_path):
+    path = tmp_path / "ck.pt"
+    ckpt.save_atomic({"step": 1, "w": torch.ones(3)}, path)
+    ckpt.save_atomic({"step": 2, "w": torch.zeros(3)}, path)
+    assert ckpt.load(path)["step"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"], "no temporary file left behind"
+    path.write_bytes(b"torn")
+    with pytest.raises(UserError, match="cannot read the checkpoint"):
+        ckpt.load(path)
+    with pytest.raises(UserError, match="no checkpoint to resume from"):
+        ckpt.find_checkpoint(tmp_path / "nothing")
