@@ -303,6 +303,7 @@ def train(
     # -- 5. training loop -------------------------------------------------------
     status, result = "FAILED", None
     host.run_started(run)
+    train_start = time.perf_counter()
     try:
         batches = iter(loader)
         loss_sum = torch.zeros((), device=device)
@@ -364,6 +365,7 @@ def train(
                     for name, value in evaluate(exp, parts, device, run_dir).items():
                         recorder.log_scalar(name, value, step)
         del batches
+        recorder.set_info("train_seconds", round(time.perf_counter() - train_start, 3))
         if stop["stop"]:
             status = "INTERRUPTED"
             raise KeyboardInterrupt

@@ -206,3 +206,23 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tiny, host, tmp_path)
     run_dir = stopped.value.record.run_dir
     assert read_run(run_dir)["run"]["status"] == "INTERRUPTED"
     assert ckpt.load(run_dir / ckpt.LAST)["step"] == 2
+
+
+def test_the_plugin_written_in_the_docs_trains(tiny, host, tmp_path):
+    """docs/plugins.md's complete method plugin, registered in-process, trains
+    and is recorded like any bundled method."""
+    import re
+    import types
+
+    from helpers import REPO
+
+    text = (REPO / "docs" / "plugins.md").read_text()
+    source = re.search(r"`src/sslx_mymethod/__init__.py`:\n\n```python\n(.*?)```", text, re.S).group(1)
+    module = types.ModuleType("sslx_mymethod")
+    exec(compile(source, "docs/plugins.md", "exec"), module.__dict__)
+    host.add_plugin(module, "mymethod")
+    record = record_run(tiny("simclr", 'objective={"name": "mymethod", "temperature": 0.2}'), host, runs_dir=tmp_path)
+    rec = read_run(record.run_dir)
+    assert rec["run"]["status"] == "COMPLETED"
+    assert rec["config"]["objective"] == {"name": "mymethod", "temperature": 0.2}
+    assert rec["info"]["components"]["objective"]["plugin"] == "mymethod"
