@@ -157,6 +157,8 @@ class ImageFolder(sslx.Dataset):
             raise sslx.UserError(f"image_folder has the splits 'train' and 'test', not {name!r}.")
         if name not in self._splits:
             root = self.params.root if name == "train" else self.params.test_root
+            if name == "test" and self.params.labeled and "train" not in self._splits:
+                self.split("train")  # class indices always come from root
             if root is None:
                 raise sslx.UserError(
                     "image_folder has no test split: set dataset.test_root to a folder of test images "
@@ -184,7 +186,10 @@ class ImageFolder(sslx.Dataset):
             if self._classes is None:
                 self._classes = classes
             elif classes != self._classes:
-                raise sslx.UserError(f"dataset.test_root: its classes {classes} differ from root's {self._classes}.")
+                raise sslx.UserError(
+                    f"dataset.test_root: the classes of {root} ({', '.join(classes)}) differ from those of "
+                    f"dataset.root ({', '.join(self._classes)}); both need the same class subfolders."
+                )
             index = {c: i for i, c in enumerate(self._classes)}
             files = [p for p in files if len(p.relative_to(root).parts) > 1]
             labels = np.array([index[p.relative_to(root).parts[0]] for p in files], dtype=np.int64)
