@@ -232,3 +232,29 @@ def test_every_first_party_parameter_is_described(host):
         assert info.description, f"{info.kind} {info.name} has no description"
         for param in info.params:
             assert param.description, f"{info.kind} {info.name}: parameter {param.name} has no description"
+
+
+COMMAND_PLUGIN = """
+    import click
+    import sslx
+
+    @click.command()
+    @click.argument("who")
+    def hello(who):
+        '''Say hello (a command added by a plugin).'''
+        click.echo(f"hello {who} from a plugin")
+
+    @sslx.hookimpl
+    def sslx_register_commands(cli):
+        cli.add_command(hello)
+"""
+
+
+def test_a_plugin_adds_a_cli_command(fake_dists):
+    site = fake_dists({"fake-cmd": COMMAND_PLUGIN})
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run([SSLX, "hello", "world"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "hello world from a plugin\n"
+    listing = subprocess.run([SSLX, "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert "hello" in listing.stdout and "Say hello" in listing.stdout

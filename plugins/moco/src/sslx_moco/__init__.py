@@ -35,8 +35,9 @@ class MoCo(sslx.Objective):
     """MoCo v2 (He et al., 2020, arXiv:1911.05722; Chen et al., 2020,
     arXiv:2003.04297): queries from the encoder and an MLP head, keys from
     an EMA copy of both; keys of past batches wait in a queue as negatives.
-    The queue, the key encoder and the momentum are part of the checkpoint;
-    under DDP every process enqueues every process's keys. Needs 2 views."""
+    The queue and the key encoder are part of the checkpoint (the momentum
+    follows from the step); under DDP every process enqueues every process's
+    keys. Needs 2 views."""
 
     name = "moco"
     Params = MoCoParams
