@@ -17,7 +17,7 @@ import click
 
 import sslx
 from sslx.components import KINDS
-from sslx.config import TrainerParams, apply_overrides, read_experiment, resolve
+from sslx.config import TrainerParams, apply_overrides, json_schema, read_experiment, resolve
 from sslx.errors import UserError
 from sslx.plugins import PluginHost, check_plugin_set, load_plugins, plugins_toml_path
 from sslx.registry import default_repr, params_of
@@ -228,6 +228,20 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         for line in problems:
             click.secho(f"problem: {line}", fg="red")
     ctx.exit(1 if problems else 0)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), help="Write to this file instead of printing.")
+@click.pass_context
+def schema(ctx: click.Context, out: Path | None) -> None:
+    """Print the JSON Schema of experiment files for the installed plugins
+    (point your editor at it with a "$schema" key)."""
+    text = json.dumps(json_schema(_host(ctx)), indent=2)
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text + "\n")
+        click.echo(f"wrote {out}", err=True)
 
 
 @cli.command()

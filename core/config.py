@@ -213,6 +213,30 @@ def resolve(data: dict[str, Any], host: Any, source: str = "experiment") -> Reso
     return ResolvedExperiment(config=config, components=components, evaluators=evaluators, trainer=trainer)
 
 
+def json_schema(host: Any) -> dict[str, Any]:
+    """A JSON Schema of experiment files for the installed plugins (for
+    editors: reference it with ``"$schema"``)."""
+
+    def one_of(kind: str) -> dict[str, Any]:
+        return {"oneOf": [info.json_schema() for info in host.registry.all() if info.kind == kind]}
+
+    top = _Top.model_json_schema()["properties"]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "sslx experiment",
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(COMPONENT_SECTIONS),
+        "properties": {
+            "$schema": {"type": "string"},
+            **top,
+            **{section: one_of(section) for section in COMPONENT_SECTIONS},
+            "evaluators": {"type": "array", "items": one_of("evaluator")},
+            "trainer": TrainerParams.model_json_schema(),
+        },
+    }
+
+
 def _component(host: Any, kind: str, raw: Any, path: str, problems: list[tuple[str, str]]) -> tuple[ComponentInfo, Params] | None:
     if not isinstance(raw, dict):
         problems.append((path, f"expected an object such as {{\"name\": ...}}, got {_json_type(raw)}."))

@@ -11,6 +11,7 @@ batches the uninterrupted run would have seen.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -77,6 +78,11 @@ def _identity(batch: Batch) -> Batch:
     return batch
 
 
+def _ignore_sigint(worker_id: int) -> None:
+    """Workers leave Ctrl-C to the main process, which stops at a step boundary."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def auto_workers(requested: int | str) -> int:
     if requested != "auto":
         return int(requested)
@@ -95,4 +101,5 @@ def train_loader(
         pin_memory=pin_memory,
         prefetch_factor=4 if num_workers > 0 else None,
         persistent_workers=False,
+        worker_init_fn=_ignore_sigint,
     )

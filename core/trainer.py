@@ -226,10 +226,6 @@ def _graceful_interrupt() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _state(step: int, parts: Parts, optimizer: torch.optim.Optimizer, exp: ResolvedExperiment) -> dict[str, Any]:
     rng: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -292,7 +288,6 @@ def train(
         workers,
         pin_memory=device.type == "cuda",
     )
-    loader.worker_init_fn = _ignore_sigint
     run = RunHandle(exp.config, recorder)
     run_dir = recorder.run_dir
     last_path = run_dir / ckpt.LAST if run_dir else None

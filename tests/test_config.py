@@ -157,3 +157,22 @@ def test_validate_prints_the_resolved_experiment():
 def test_missing_experiment_file():
     result = CliRunner().invoke(cli, ["validate", "nope.json"])
     assert result.exit_code == 2 and "nope.json: no such experiment file" in result.output
+
+
+def test_json_schema_accepts_the_shipped_experiments_and_rejects_mistakes(host):
+    import jsonschema
+
+    from sslx.config import json_schema
+
+    schema = json_schema(host)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in EXPERIMENTS.glob("*.json"):
+        assert list(validator.iter_errors(read_experiment(path))) == [], path
+    bad = base()
+    bad["objective"]["temperature"] = -1
+    bad["trainer"]["optimiser"] = "sgd"
+    messages = " ".join(e.message for e in validator.iter_errors(bad))
+    assert "optimiser" in messages
+    assert not validator.is_valid({**base(), "objective": {"name": "moco", "temperature": -1}})
+    assert validator.is_valid({**base(), "$schema": "./sslx.schema.json"})
