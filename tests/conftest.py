@@ -30,15 +30,6 @@ def tiny(host: PluginHost):
     return make
 
 
-def read_run(run_dir: Path) -> dict:
-    """The JSON records of a Sacred file-store run."""
-    out = {}
-    for name in ("run", "config", "metrics", "info"):
-        path = run_dir / f"{name}.json"
-        out[name] = json.loads(path.read_text()) if path.exists() else None
-    return out
-
-
 @pytest.fixture
 def fake_dists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """``fake_dists({dist_name: module_source})``: installs distributions with
