@@ -163,9 +163,11 @@ class Batch:
     index: torch.Tensor
     label: torch.Tensor
 
-    def to(self, device: torch.device, non_blocking: bool = True) -> Batch:
+    def to(self, device: torch.device, non_blocking: bool = True, channels_last: bool = False) -> Batch:
+        layout = torch.channels_last if channels_last else torch.contiguous_format
         return Batch(
-            views=[v.to(device, non_blocking=non_blocking) for v in self.views],
+            views=[v.to(device, non_blocking=non_blocking, memory_format=layout if v.ndim == 4 else torch.preserve_format)
+                   for v in self.views],
             index=self.index.to(device, non_blocking=non_blocking),
             label=self.label.to(device, non_blocking=non_blocking),
         )
@@ -253,6 +255,7 @@ class EvalContext:
     num_workers: int
     artifacts_dir: Any  # pathlib.Path where plots and files may be written
     progress: bool = True
+    memory_format: torch.memory_format = torch.contiguous_format  # of the encoder's input images
 
 
 class Evaluator(Component, abc.ABC):

@@ -52,6 +52,7 @@ class TrainerParams(Params):
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value (null: no clipping).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available, else the CPU.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on the CPU.")
+    channels_last: bool = Field(True, description="Keep images and convolution weights in channels-last memory layout (faster convolutions on CPUs and GPUs).")
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field("auto", description="DataLoader worker processes; auto: one per spare CPU core, at most 8.")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads of the training process (null: torch's default).")
     log_every: int = Field(10, ge=1, description="Log train.* and collapse.* metrics every this many steps.")

@@ -39,7 +39,7 @@ def extract_features(ctx: EvalContext, split_name: str) -> tuple[torch.Tensor, t
     feats = []
     try:
         for x in tqdm(loader, desc=f"features ({split_name})", disable=not ctx.progress, leave=False, mininterval=2):
-            x = x.to(ctx.device, non_blocking=True)
+            x = x.to(ctx.device, non_blocking=True, memory_format=ctx.memory_format)
             with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.device.type == "cuda"):
                 feats.append(encoder(x).float())
     finally:

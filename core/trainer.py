@@ -196,6 +196,7 @@ def evaluate(exp: ResolvedExperiment, parts: Parts, device: torch.device, artifa
         num_workers=auto_workers(t.num_workers),
         artifacts_dir=artifacts_dir,
         progress=t.progress,
+        memory_format=torch.channels_last if t.channels_last else torch.contiguous_format,
     )
     metrics: dict[str, float] = {}
     for info, params in exp.evaluators:
@@ -263,7 +264,8 @@ def train(
 
     # -- 2. components --------------------------------------------------------
     parts = build(exp)
-    objective = parts.objective.to(device).train()
+    layout = torch.channels_last if t.channels_last else torch.contiguous_format
+    objective = parts.objective.to(device, memory_format=layout).train()
     optimizer = make_optimizer(objective, t)
     start_step = 0
 
@@ -310,7 +312,7 @@ def train(
         with _graceful_interrupt() as stop, bar:
             for step in range(start_step + 1, parts.total_steps + 1):
                 try:
-                    batch: Batch = next(batches).to(device)
+                    batch: Batch = next(batches).to(device, channels_last=t.channels_last)
                 except RuntimeError:
                     if stop["stop"]:  # a worker went down with the Ctrl-C
                         break
