@@ -65,7 +65,7 @@ def raw_pixel_knn(host, experiment: Path, k: int, temperature: float) -> float:
     return float((pred == yte).float().mean())
 
 
-def seconds_per_step(host, experiment: Path, steps: int = 12) -> float:
+def seconds_per_step(host, experiment: Path, steps: int = 40) -> float:
     """The trainer's own views/s over the second half of a short run."""
     raw = apply_overrides(read_experiment(experiment), [f"trainer.max_steps={steps}", "trainer.progress=false",
                                                         f"trainer.log_every={steps // 2}", "evaluators=[]"])

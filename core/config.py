@@ -175,7 +175,7 @@ def resolve(data: dict[str, Any], host: Any, source: str = "experiment") -> Reso
     problems: list[tuple[str, str]] = []
     config: dict[str, Any] = {}
     for key in data:
-        if key not in TOP_KEYS and not key.startswith("$"):
+        if key not in TOP_KEYS and key != "$schema":  # "$schema" is for editors only
             problems.append((f"/{key}", _unknown_key(key, TOP_KEYS, "top-level key")))
     top = _validate_model(_Top, {k: data[k] for k in ("description", "seed") if k in data}, "", problems, None)
     if top is not None:
