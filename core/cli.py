@@ -119,6 +119,8 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
         resume_from = find_checkpoint(resume_dir)
         if experiment is None:
             experiment = resume_dir / "config.json"
+        if name is None and (resume_dir / "run.json").exists():
+            name = json.loads((resume_dir / "run.json").read_text())["experiment"]["name"]
     if experiment is None:
         raise click.UsageError("give an EXPERIMENT file (or --resume RUN_DIR).")
     raw = apply_overrides(read_experiment(experiment), list(assignments))

@@ -11,7 +11,6 @@ result, artifacts, ``fail_trace``), ``metrics.json``, ``info.json``,
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import warnings
@@ -85,11 +84,6 @@ def _git_info(path: Path) -> dict[str, Any] | None:
         return {"commit": sha.stdout.strip(), "experiment_file_modified": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def plain(value: Any) -> Any:
-    """Sacred's read-only config as plain JSON data."""
-    return json.loads(json.dumps(value))
 
 
 def record_run(

@@ -226,3 +226,25 @@ def test_the_plugin_written_in_the_docs_trains(tiny, host, tmp_path):
     assert rec["run"]["status"] == "COMPLETED"
     assert rec["config"]["objective"] == {"name": "mymethod", "temperature": 0.2}
     assert rec["info"]["components"]["objective"]["plugin"] == "mymethod"
+
+
+def test_cli_resume_continues_a_finished_run_with_its_recorded_config(tmp_path):
+    """`sslx run --resume RUN_DIR` needs no experiment file: it takes the
+    run's recorded config and name; trainer.max_steps may grow."""
+    from click.testing import CliRunner
+
+    from sslx.cli import cli
+
+    sets = [a for s in tiny_overrides("simclr") for a in ("--set", s)]
+    first = CliRunner().invoke(cli, ["run", str(EXPERIMENTS / "simclr.json"), "--runs-dir", str(tmp_path), *sets,
+                                     "--set", "trainer.max_steps=4", "--name", "short"])
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "1"), "--runs-dir", str(tmp_path),
+                                      "--set", "trainer.max_steps=6"])
+    assert second.exit_code == 0, second.output
+    assert f"Run 2 COMPLETED: {tmp_path / '2'}" in second.output
+    rec = read_run(tmp_path / "2")
+    assert rec["run"]["experiment"]["name"] == "short"
+    assert rec["info"]["resumed_at_step"] == 4 and rec["info"]["resumed_from"].endswith("checkpoint.pt")
+    assert rec["metrics"]["train.loss"]["steps"] == [6]
+    assert ckpt.load(tmp_path / "2" / "checkpoint.pt")["step"] == 6
