@@ -56,3 +56,13 @@ def mean_across_processes(tensor: torch.Tensor) -> torch.Tensor:
     out = tensor.clone()
     dist.all_reduce(out)
     return out / world_size()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of ``tensor`` over processes, differentiable (for statistics over
+    the global batch: Sinkhorn marginals, cross-correlations, variances)."""
+    if not is_distributed():
+        return tensor
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(tensor)
