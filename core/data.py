@@ -102,4 +102,7 @@ def train_loader(
         prefetch_factor=4 if num_workers > 0 else None,
         persistent_workers=False,
         worker_init_fn=_ignore_sigint,
+        # its own generator: creating an iterator must not draw from the global RNG, which objectives
+        # use (e.g. sampling negatives) and checkpoints restore
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -32,6 +32,7 @@ def extract_features(ctx: EvalContext, split_name: str) -> tuple[torch.Tensor, t
         batch_size=ctx.batch_size,
         num_workers=ctx.num_workers,
         pin_memory=ctx.device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),  # leaves the global RNG of the run untouched
     )
     encoder = ctx.encoder
     was_training = encoder.training

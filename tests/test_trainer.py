@@ -112,3 +112,16 @@ def test_checkpoints_are_written_atomically(tmp_path):
         ckpt.load(path)
     with pytest.raises(UserError, match="no checkpoint to resume from"):
         ckpt.find_checkpoint(tmp_path / "nothing")
+
+
+def test_creating_loaders_leaves_the_global_rng_alone(tiny):
+    """Objectives draw from torch's global RNG (sampled negatives) and
+    checkpoints restore it, so the data pipeline must not consume it."""
+    parts = build(tiny("simclr"))
+    dataset = ViewDataset(parts.dataset.split("train"), parts.sampler, parts.augmentation)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    for workers in (0, 1):
+        next(iter(train_loader(dataset, 32, seed=0, start_step=0, num_workers=workers, pin_memory=False)))
+    assert torch.equal(torch.rand(3), expected)
