@@ -1,5 +1,6 @@
-"""Building blocks that several methods share: projection heads, EMA updates
-and a FIFO feature queue that stays identical on every process."""
+"""Building blocks that several methods share: projection heads, EMA updates,
+a FIFO feature queue and a per-image memory bank, both identical on every
+process."""
 
 from __future__ import annotations
 
@@ -74,3 +75,76 @@ class FeatureQueue(nn.Module):
         idx = (torch.arange(n, device=rows.device) + start) % self.size
         self.features[idx] = rows
         self.ptr.fill_((start + n) % self.size)
+
+
+class MemoryBank(nn.Module):
+    """One L2-normalised feature vector per training image: ``size`` rows of
+    dimension ``dim`` in the buffer ``features`` (so checkpoints hold it),
+    initialised to random unit vectors. The bank of instance discrimination
+    (NPID, Wu et al., 2018) and PIRL (Misra & van der Maaten, 2020).
+
+    ``update`` gathers the indices and features of every process first, so
+    every rank holds the same bank. It sets, for each index ``i`` of the
+    update, ``bank[i] = normalize(momentum * bank[i] + (1 - momentum) * f_i)``.
+    When an index appears several times in one update (over all processes),
+    ``f_i`` is the mean of its features, so the row takes one momentum step
+    towards that mean (not one step per occurrence; the mean is summed in
+    float64, deterministically, so the order of the duplicates does not
+    matter at float32 precision).
+
+    ``sample(n)`` draws ``n`` row indices uniformly with replacement, on the
+    bank's device, from torch's random number generator (the global one, or
+    ``generator``): seeded runs draw the same rows, and a resumed run (whose
+    checkpoint restores torch's RNG state) continues with the same draws.
+
+    Example:
+        >>> bank = MemoryBank(size=1000, dim=128)
+        >>> positives = bank.get(torch.tensor([3, 14]))  # (2, 128)
+        >>> negatives = bank.get(bank.sample(256))  # (256, 128)
+        >>> bank.update(torch.tensor([3, 14]), torch.randn(2, 128), momentum=0.5)
+    """
+
+    def __init__(self, size: int, dim: int):
+        super().__init__()
+        if size < 1 or dim < 1:
+            raise ValueError(f"a memory bank needs size >= 1 and dim >= 1, got size={size}, dim={dim}")
+        self.register_buffer("features", nn.functional.normalize(torch.randn(size, dim), dim=1))
+
+    @property
+    def size(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.features.shape[1]
+
+    def get(self, index: torch.Tensor) -> torch.Tensor:
+        """The rows at ``index`` (a copy, without gradient): ``(*index.shape, dim)``."""
+        return self.features[index.to(self.features.device)]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` row indices (int64, on the bank's device) drawn uniformly with replacement."""
+        return torch.randint(self.size, (n,), device=self.features.device, generator=generator)
+
+    @torch.no_grad()
+    def update(self, index: torch.Tensor, features: torch.Tensor, momentum: float) -> None:
+        """Move the rows at ``index`` (``(B,)``) towards ``features`` (``(B, dim)``,
+        any scale) and renormalise them; see the class docstring for the formula
+        and repeated indices. ``momentum`` 0 replaces the rows by the normalised
+        features, 1 leaves them as they are."""
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        if index.ndim != 1 or features.ndim != 2 or features.shape != (index.shape[0], self.dim):
+            raise ValueError(
+                f"update needs index (B,) and features (B, {self.dim}), got {tuple(index.shape)} and {tuple(features.shape)}"
+            )
+        index = gather_no_grad(index.to(self.features.device))
+        features = gather_no_grad(features.detach().to(self.features.device))
+        rows, inverse = torch.unique(index, return_inverse=True)  # rows sorted, inverse maps each entry to its row
+        if rows.shape[0] == index.shape[0]:  # no repeats: one feature per row
+            new = torch.empty_like(features, dtype=self.features.dtype).index_copy_(0, inverse, features.to(self.features.dtype))
+        else:  # the mean of each row's features, as a product with a (rows, B) averaging matrix
+            onehot = (inverse[None, :] == torch.arange(rows.shape[0], device=index.device)[:, None]).double()
+            new = ((onehot / onehot.sum(dim=1, keepdim=True)) @ features.double()).to(self.features.dtype)
+        mixed = self.features[rows] * momentum + new * (1.0 - momentum)
+        self.features[rows] = nn.functional.normalize(mixed, dim=1)
