@@ -275,5 +275,5 @@ def test_mean_std_must_match_the_channels(params, fmnist):
 def test_plugin_registers_both_pipelines():
     registered = []
     sslx_augmentations.sslx_register_augmentations(register=registered.append)
-    assert registered == [SimCLRViews, MoCoV2Views]
+    assert registered[:2] == [SimCLRViews, MoCoV2Views]  # other pipelines (multicrop, ...) follow
     assert (SimCLRViews.name, MoCoV2Views.name) == ("simclr", "mocov2")

@@ -58,10 +58,20 @@ def test_default_is_two_views():
     assert Crops(Crops.Params()).num_views == 2
 
 
-@pytest.mark.parametrize("views", [0, 1, 17])
+@pytest.mark.parametrize("views", [0, -1, 17])
 def test_params_reject_view_counts_out_of_range(views):
     with pytest.raises(pydantic.ValidationError):
         Crops.Params(views=views)
+
+
+def test_one_view_per_image_is_allowed(split):
+    """views=1 (NPID's one view per image): one augmented view of the image."""
+    augmentation = MoCoV2Views(MoCoV2Views.Params(), INFO)
+    sampler = Crops(Crops.Params(views=1))
+    augmentation.seed(5)
+    out = sampler.sample(split, 0, augmentation)
+    augmentation.seed(5)
+    assert sampler.num_views == 1 and len(out) == 1 and torch.equal(out[0], augmentation.view(split.image(0), 0))
 
 
 def test_sampler_is_picklable(split):

@@ -17,7 +17,7 @@ class Crops(sslx.PairSampler):
     name = "crops"
 
     class Params(sslx.Params):
-        views: int = Field(2, ge=2, le=16, description="Views per image (2 for SimCLR and MoCo).")
+        views: int = Field(2, ge=1, le=16, description="Views per image (2 for SimCLR, MoCo and PIRL; 1 for NPID).")
 
     @property
     def num_views(self) -> int:
