@@ -96,6 +96,7 @@ def run_method(host, method: str, budget: float, runs_dir: Path) -> dict:
         "train_seconds": info["train_seconds"],
         "run_dir": str(record.run_dir),
         "loss_curve": list(zip(metrics["train.loss"]["steps"], metrics["train.loss"]["values"])),
+        "embedding_std": metrics["collapse.embedding_std"]["values"][-1],
         "config": {k: exp.config[k] for k in ("augmentation", "encoder", "objective", "trainer")},
     }
 
@@ -103,11 +104,12 @@ def run_method(host, method: str, budget: float, runs_dir: Path) -> dict:
 def write_markdown(report: dict, path: Path) -> None:
     start, end = "<!-- knn_budget:start -->", "<!-- knn_budget:end -->"
     raw = report["raw_pixels"]["eval.knn_top1"]
-    rows = [f"| raw pixels (normalised, flattened) | - | - | - | {raw:.4f} | - |"]
+    rows = [f"| raw pixels (normalised, flattened) | - | - | - | - | {raw:.4f} | - |"]
     for method in report["methods"]:
         r = report[method]
         rows.append(f"| {method} (`experiments/{method}.json`) | {r['steps']} | {r['epochs']} | "
-                    f"{r['train_seconds']:.0f} | {r['eval.knn_top1']:.4f} | {r['eval.knn_top1'] - raw:+.4f} |")
+                    f"{r['train_seconds']:.0f} | {r['embedding_std']:.3f} | {r['eval.knn_top1']:.4f} | "
+                    f"{r['eval.knn_top1'] - raw:+.4f} |")
     section = "\n".join([
         start,
         f"## kNN after a fixed training budget ({report['date']})",
@@ -116,9 +118,13 @@ def write_markdown(report: dict, path: Path) -> None:
         f"per method on the full Fashion-MNIST training set (60,000 images); weighted kNN (k={report['k']}, "
         f"t={report['temperature']}) on the full test set (10,000 images).",
         "",
-        "| features | steps | epochs | train s | kNN top-1 | vs raw pixels |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| features | steps | epochs | train s | final embedding std | kNN top-1 | vs raw pixels |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
+        "",
+        "Final embedding std is the last logged `collapse.embedding_std`: the per-dimension std of the L2-normalised "
+        "embeddings (the ones each objective monitors) averaged over dimensions; about 1/sqrt(D) for embeddings "
+        "spread over D dimensions, 0 at collapse.",
         "",
         f"Command: `{report['command']}`. Plot: [knn_budget.png](knn_budget.png).",
         end,

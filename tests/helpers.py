@@ -27,9 +27,18 @@ TINY = [
 ]
 
 
+# Per-method additions to TINY (banks, queues and heads sized for 256 images).
+TINY_EXTRA: dict[str, list[str]] = {
+    "moco": ["objective.queue_size=64"],
+    "npid": ["objective.num_negatives=64"],
+    "pirl": ["objective.num_negatives=64"],
+    "swav": ["objective.num_prototypes=16", "objective.freeze_prototypes_steps=2", "objective.queue_length=64",
+             "objective.queue_start_step=3"],
+}
+
+
 def tiny_overrides(name: str) -> list[str]:
-    extra = ["objective.queue_size=64"] if name == "moco" else []
-    return TINY + extra
+    return TINY + TINY_EXTRA.get(name, [])
 
 
 def read_run(run_dir: Path) -> dict:

@@ -75,7 +75,7 @@ def test_first_party_plugins_load_with_their_components(host):
         record = loaded[dist]
         assert record.loaded and record.version == "0.1.0"
         assert record.hooks and all(h.startswith("sslx_register_") for h in record.hooks)
-    assert host.registry.names("objective")[:2] == ["moco", "simclr"]
+    assert {"barlow_twins", "byol", "moco", "npid", "pirl", "simclr", "swav", "vicreg"} <= set(host.registry.names("objective"))
     assert {"fashion_mnist", "image_folder"} <= set(host.registry.names("dataset"))
     assert host.component("objective", "moco").provenance == Provenance("moco", "sslx-moco", "0.1.0")
     assert all(lp.problem is None for lp in check_plugin_set(REPO / "plugins.toml", host))
