@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import sslx
+from sslx.testing import train_step
 import sslx_byol
 from sslx.config import TrainerParams
 from sslx.trainer import make_optimizer
@@ -34,16 +35,6 @@ def random_batch(b: int = 4, seed: int = 1) -> sslx.Batch:
     views = [torch.randn(b, 1, 8, 8, generator=gen) for _ in range(2)]
     return sslx.Batch(views=views, index=torch.arange(b), label=torch.full((b,), -1))
 
-
-def train_step(obj: BYOL, batch: sslx.Batch, step: int, lr: float = 0.5) -> torch.Tensor:
-    """What the trainer does: forward, backward, optimizer step, on_step_end."""
-    opt = torch.optim.SGD([p for p in obj.parameters() if p.requires_grad], lr=lr)
-    opt.zero_grad()
-    out = obj(batch)
-    out.loss.backward()
-    opt.step()
-    obj.on_step_end(step)
-    return out.loss.detach()
 
 
 def target_and_online_params(obj: BYOL) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -196,7 +187,7 @@ def test_target_network_round_trips_through_the_state_dict():
     for key, value in state.items():
         assert torch.equal(b.state_dict()[key], value), key
     batch = random_batch(seed=9)
-    assert torch.equal(train_step(a, batch, 3), train_step(b, batch, 3))
+    assert torch.equal(train_step(a, batch, 3).loss, train_step(b, batch, 3).loss)
     for (name, ta, _), (_, tb, _) in zip(target_and_online_params(a), target_and_online_params(b), strict=True):
         assert torch.equal(ta, tb), name
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import sslx
+from sslx.testing import train_step
 import sslx_memorybank
 from sslx_encoders import SmallCNN
 from sslx_memorybank import NPID
@@ -34,16 +35,6 @@ def random_batch(num_views: int = 1, index=(3, 17, 0, 39), seed: int = 1) -> ssl
     views = [torch.randn(b, 1, 8, 8, generator=gen) for _ in range(num_views)]
     return sslx.Batch(views=views, index=torch.tensor(index), label=torch.full((b,), -1))
 
-
-def train_step(obj: NPID, batch: sslx.Batch, step: int, lr: float = 0.5) -> sslx.ObjectiveOutput:
-    """What the trainer does: forward, backward, optimizer step, on_step_end."""
-    opt = torch.optim.SGD(obj.parameters(), lr=lr)
-    opt.zero_grad()
-    out = obj(batch)
-    out.loss.backward()
-    opt.step()
-    obj.on_step_end(step)
-    return out
 
 
 def embed(obj: NPID, batch: sslx.Batch) -> torch.Tensor:

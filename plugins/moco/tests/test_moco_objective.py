@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import sslx
+from sslx.testing import train_step
 import sslx_moco
 from sslx_encoders import SmallCNN
 from sslx_moco import MoCo
@@ -33,16 +34,6 @@ def random_batch(b: int = 4, seed: int = 1) -> sslx.Batch:
     views = [torch.randn(b, 1, 8, 8, generator=gen) for _ in range(2)]
     return sslx.Batch(views=views, index=torch.arange(b), label=torch.full((b,), -1))
 
-
-def train_step(obj: MoCo, batch: sslx.Batch, step: int, lr: float = 0.5) -> torch.Tensor:
-    """What the trainer does: forward, backward, optimizer step, on_step_end."""
-    opt = torch.optim.SGD([p for p in obj.parameters() if p.requires_grad], lr=lr)
-    opt.zero_grad()
-    out = obj(batch)
-    out.loss.backward()
-    opt.step()
-    obj.on_step_end(step)
-    return out.loss.detach()
 
 
 def infonce_reference(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, t: float) -> float:
@@ -205,7 +196,7 @@ def test_queue_key_networks_and_ptr_round_trip_through_the_state_dict():
         assert torch.equal(b.state_dict()[key], value), key
     # and the restored objective continues exactly like the original
     batch = random_batch(4, seed=9)
-    loss_a, loss_b = train_step(a, batch, 3), train_step(b, batch, 3)
+    loss_a, loss_b = train_step(a, batch, 3).loss, train_step(b, batch, 3).loss
     assert torch.equal(loss_a, loss_b)
     assert torch.equal(a.queue.features, b.queue.features) and int(a.queue.ptr) == int(b.queue.ptr) == 2
     for (name, ka, _), (_, kb, _) in zip(key_and_query_params(a), key_and_query_params(b)):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import sslx
+from sslx.testing import train_step
 import sslx_pirl
 from sslx_encoders import SmallCNN
 from sslx_pirl import PIRL
@@ -36,16 +37,6 @@ def random_batch(tiles: int = 4, index=(3, 17, 0, 39), seed: int = 1, tile: int 
     views = [torch.randn(b, 1, 8, 8, generator=gen), torch.randn(b, tiles, 1, tile, tile, generator=gen)]
     return sslx.Batch(views=views, index=torch.tensor(index), label=torch.full((b,), -1))
 
-
-def train_step(obj: PIRL, batch: sslx.Batch, step: int, lr: float = 0.5) -> sslx.ObjectiveOutput:
-    """What the trainer does: forward, backward, optimizer step, on_step_end."""
-    opt = torch.optim.SGD(obj.parameters(), lr=lr)
-    opt.zero_grad()
-    out = obj(batch)
-    out.loss.backward()
-    opt.step()
-    obj.on_step_end(step)
-    return out
 
 
 def embeddings_by_hand(obj: PIRL, batch: sslx.Batch) -> tuple[torch.Tensor, torch.Tensor]:

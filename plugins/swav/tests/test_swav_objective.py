@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import sslx
+from sslx.testing import train_step
 import sslx_swav
 from sslx_encoders import SmallCNN
 from sslx_swav import SwAV
@@ -35,16 +36,6 @@ def multicrop_batch(b: int = 4, n_large: int = 2, n_small: int = 4, seed: int = 
     views += [torch.randn(b, 1, 16, 16, generator=gen) for _ in range(n_small)]
     return sslx.Batch(views=views, index=torch.arange(b), label=torch.full((b,), -1))
 
-
-def train_step(obj: SwAV, batch: sslx.Batch, step: int, lr: float = 0.5) -> torch.Tensor:
-    """What the trainer does: forward, backward, optimizer step, on_step_end."""
-    opt = torch.optim.SGD(obj.parameters(), lr=lr)
-    opt.zero_grad()
-    out = obj(batch)
-    out.loss.backward()
-    opt.step()
-    obj.on_step_end(step)
-    return out.loss.detach()
 
 
 def projections(obj: SwAV, batch: sslx.Batch) -> list[torch.Tensor]:
@@ -230,7 +221,7 @@ def test_prototypes_queues_and_step_counter_round_trip_through_the_state_dict():
     # the restored objective continues exactly like the original, through the end of the freeze
     for step in (3, 4):
         batch = multicrop_batch(seed=10 + step)
-        assert torch.equal(train_step(a, batch, step), train_step(b, batch, step))
+        assert torch.equal(train_step(a, batch, step).loss, train_step(b, batch, step).loss)
     for key, value in a.state_dict().items():
         assert torch.equal(b.state_dict()[key], value), key
 
