@@ -3,9 +3,8 @@ its own class, represented by a slowly updated entry of a memory bank."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
