@@ -146,16 +146,17 @@ def plot(report: dict, path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     names = ["raw pixels", *report["methods"]]
     values = [report["raw_pixels"]["eval.knn_top1"], *(report[m]["eval.knn_top1"] for m in report["methods"])]
-    ax1.bar(names, values, color=["gray", *plt.cm.tab10.colors[: len(names) - 1]])
+    colors = [c for i, c in enumerate(plt.cm.tab10.colors) if i != 7]  # tab10's 8th colour is the baseline's gray
+    ax1.bar(names, values, color=["gray", *(colors[i % len(colors)] for i in range(len(names) - 1))])
     ax1.tick_params(axis="x", labelrotation=45)
     ax1.set_ylim(min(values) - 0.05, max(values) + 0.02)
     ax1.set_ylabel("weighted kNN top-1 (test)")
     ax1.set_title(f"after {report['budget_s']:.0f} s of training")
     for i, v in enumerate(values):
         ax1.text(i, v + 0.003, f"{v:.3f}", ha="center")
-    for m in report["methods"]:
+    for i, m in enumerate(report["methods"]):
         steps, losses = zip(*report[m]["loss_curve"])
-        ax2.plot(steps, [v / losses[0] for v in losses], label=m)
+        ax2.plot(steps, [v / losses[0] for v in losses], label=m, color=colors[i % len(colors)])
     ax2.set_xlabel("step")
     ax2.set_ylabel("train.loss / first logged value")
     ax2.legend()
