@@ -14,27 +14,12 @@ from skimage import data as photos
 import sslx
 import sslx_augmentations
 from sslx_augmentations import MoCoV2Views, SimCLRViews
-from sslx_datasets import FashionMNIST
 
 PIPELINES = [SimCLRViews, MoCoV2Views]
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 # every random operation off: a view is the image itself
 IDENTITY = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0,
                 blur_prob=0.0, solarize_prob=0.0)
-
-
-@pytest.fixture(scope="module")
-def fmnist():
-    """A real 28x28x1 Fashion-MNIST test image (an ankle boot) and its DataInfo."""
-    split = FashionMNIST(FashionMNIST.Params(test_size=8)).split("test")
-    return split.image(0), split.info
-
-
-@pytest.fixture(scope="module")
-def photo64():
-    """A real 64x64 colour crop of scikit-image's chelsea, with a matching DataInfo."""
-    image = np.ascontiguousarray(photos.chelsea()[60:124, 150:214])
-    return image, sslx.DataInfo(channels=3, image_size=(64, 64), num_classes=None, **IMAGENET)
 
 
 COLOUR_VARYING = sslx.DataInfo(channels=3, image_size=None, num_classes=None, **IMAGENET)
