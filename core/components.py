@@ -24,6 +24,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from sslx.errors import UserError
+
 
 class Params(BaseModel):
     """Base for component parameter models: unknown keys are errors."""
@@ -234,6 +236,15 @@ class Objective(Component, nn.Module):
         self.params = params
         self.encoder = encoder
         self.info = info
+
+    def require_views(self, count: int, what: str = "", hint: str = "") -> None:
+        """Raise a ``UserError`` unless the sampler gives ``count`` views per
+        sample; ``what`` says what the views are, ``hint`` adds to the fix."""
+        if self.info.num_views != count:
+            raise UserError(
+                f"objective {self.name!r} needs {count} views per sample{what}, but the sampler gives "
+                f"{self.info.num_views}: set sampler.views to {count}{hint}."
+            )
 
     def forward(self, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
         raise NotImplementedError

@@ -12,10 +12,11 @@ from torch import nn
 from sslx.distributed import gather_no_grad
 
 
-def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bn: bool = False) -> nn.Sequential:
+def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bias: bool = True) -> nn.Sequential:
     """``num_layers`` linear layers with BatchNorm and ReLU between them (the
-    SimCLR/MoCo v2 projection head); ``last_bn`` adds an affine-free
-    BatchNorm after the last layer (as BYOL/SimSiam/Barlow Twins use)."""
+    SimCLR/MoCo v2 projection head). ``last_bias=False`` drops the last
+    layer's bias, as Barlow Twins and VICReg do: their losses are blind to a
+    shift shared by both views, so that bias would get no gradient."""
     if num_layers < 1:
         raise ValueError("a projection head needs at least one layer")
     layers: list[nn.Module] = []
@@ -23,9 +24,7 @@ def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int =
     for _ in range(num_layers - 1):
         layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
         dim = hidden_dim
-    layers.append(nn.Linear(dim, out_dim, bias=not last_bn))
-    if last_bn:
-        layers.append(nn.BatchNorm1d(out_dim, affine=False))
+    layers.append(nn.Linear(dim, out_dim, bias=last_bias))
     return nn.Sequential(*layers)
 
 

@@ -48,16 +48,12 @@ class BarlowTwins(sslx.Objective):
 
     def __init__(self, params: BarlowTwinsParams, encoder: sslx.Encoder, info: sslx.TrainInfo):
         super().__init__(params, encoder, info)
-        if info.num_views != 2:
-            raise sslx.UserError(
-                f"objective 'barlow_twins' needs 2 views per sample, but the sampler gives {info.num_views}: set sampler.views to 2."
-            )
+        self.require_views(2)
         # The paper's last layer has neither bias nor BatchNorm: the loss standardises
-        # every dimension, so a bias would get no gradient. projection_mlp(last_bn=True)
-        # makes that last layer bias-free; its trailing affine-free BatchNorm is dropped.
+        # every dimension, so a bias would get no gradient.
         self.projector = projection_mlp(
-            encoder.out_dim, params.proj_hidden_dim, params.proj_dim, params.proj_layers, last_bn=True
-        )[:-1]
+            encoder.out_dim, params.proj_hidden_dim, params.proj_dim, params.proj_layers, last_bias=False
+        )
 
     def forward(self, batch: sslx.Batch) -> sslx.ObjectiveOutput:
         z = self.projector(self.encoder(torch.cat(batch.views)))

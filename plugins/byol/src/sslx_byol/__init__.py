@@ -59,10 +59,7 @@ class BYOL(sslx.Objective):
 
     def __init__(self, params: BYOLParams, encoder: sslx.Encoder, info: sslx.TrainInfo):
         super().__init__(params, encoder, info)
-        if info.num_views != 2:
-            raise sslx.UserError(
-                f"objective 'byol' needs 2 views per sample, but the sampler gives {info.num_views}: set sampler.views to 2."
-            )
+        self.require_views(2)
         self.projector = projection_mlp(encoder.out_dim, params.proj_hidden_dim, params.proj_dim)
         self.predictor = projection_mlp(params.proj_dim, params.pred_hidden_dim, params.proj_dim)
         self.target_encoder = copy.deepcopy(encoder)

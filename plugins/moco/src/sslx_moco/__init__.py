@@ -44,8 +44,7 @@ class MoCo(sslx.Objective):
 
     def __init__(self, params: MoCoParams, encoder: sslx.Encoder, info: sslx.TrainInfo):
         super().__init__(params, encoder, info)
-        if info.num_views != 2:
-            raise sslx.UserError(f"objective 'moco' needs 2 views per sample, but the sampler gives {info.num_views}: set sampler.views to 2.")
+        self.require_views(2)
         hidden = params.proj_hidden_dim or encoder.out_dim
         self.projector = projection_mlp(encoder.out_dim, hidden, params.proj_dim)
         self.key_encoder = copy.deepcopy(encoder)

@@ -57,11 +57,7 @@ class PIRL(sslx.Objective):
 
     def __init__(self, params: PIRLParams, encoder: sslx.Encoder, info: sslx.TrainInfo):
         super().__init__(params, encoder, info)
-        if info.num_views != 2:
-            raise sslx.UserError(
-                f"objective 'pirl' needs 2 views per sample (the image and its jigsaw tiles), but the sampler gives "
-                f"{info.num_views}: set sampler.views to 2 and use augmentation 'pirl'."
-            )
+        self.require_views(2, " (the image and its jigsaw tiles)", " and use augmentation 'pirl'")
         d = params.embedding_dim
         tiles = params.grid * params.grid
         self.image_head = nn.Linear(encoder.out_dim, d)  # f

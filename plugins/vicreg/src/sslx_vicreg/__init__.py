@@ -58,17 +58,12 @@ class VICReg(sslx.Objective):
 
     def __init__(self, params: VICRegParams, encoder: sslx.Encoder, info: sslx.TrainInfo):
         super().__init__(params, encoder, info)
-        if info.num_views != 2:
-            raise sslx.UserError(
-                f"objective 'vicreg' needs 2 views per sample, but the sampler gives {info.num_views}: set sampler.views to 2."
-            )
-        # As in the paper, the last layer has no bias: every term of the loss is
-        # invariant to a shift shared by both views, so a bias would get no gradient.
-        # projection_mlp(last_bn=True) makes that layer bias-free; its trailing
-        # affine-free BatchNorm is dropped (the variance term must see the raw scale).
+        self.require_views(2)
+        # As in the paper, the last layer has no bias (and no BatchNorm: the variance
+        # term must see the raw scale).
         self.projector = projection_mlp(
-            encoder.out_dim, params.proj_hidden_dim, params.proj_dim, params.proj_layers, last_bn=True
-        )[:-1]
+            encoder.out_dim, params.proj_hidden_dim, params.proj_dim, params.proj_layers, last_bias=False
+        )
 
     def forward(self, batch: sslx.Batch) -> sslx.ObjectiveOutput:
         p = self.params
