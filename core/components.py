@@ -16,7 +16,9 @@ paragraph is the component's description in ``sslx describe``.
 from __future__ import annotations
 
 import abc
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -256,7 +258,13 @@ class Objective(Component, nn.Module):
 
 @dataclass
 class EvalContext:
-    """Everything an evaluator may use."""
+    """Everything an evaluator may use.
+
+    ``cache`` is shared by the evaluators of one evaluation, so features of a
+    split are extracted once (see :func:`sslx.features.extract`). Files an
+    evaluator wants kept with the run (plots, tables) go to
+    :meth:`artifact_path`; the host records them as the run's artifacts.
+    """
 
     encoder: Encoder
     dataset: Dataset
@@ -264,9 +272,22 @@ class EvalContext:
     device: torch.device
     batch_size: int
     num_workers: int
-    artifacts_dir: Any  # pathlib.Path where plots and files may be written
+    artifacts_dir: Path | None = None  # where evaluators write files (None: a new temporary folder)
     progress: bool = True
     memory_format: torch.memory_format = torch.contiguous_format  # of the encoder's input images
+    seed: int = 0  # the run's seed, for evaluators that draw random numbers
+    cache: dict[Any, Any] = field(default_factory=dict)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+    def artifact_path(self, name: str) -> Path:
+        """A path in ``artifacts_dir`` for a file to keep with the run as the
+        artifact ``name`` (write it there; the host records it afterwards)."""
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"artifact names are plain file names, got {name!r}")
+        if self.artifacts_dir is None:
+            self.artifacts_dir = Path(tempfile.mkdtemp(prefix="sslx-eval-"))
+        self.artifacts[name] = Path(self.artifacts_dir) / name
+        return self.artifacts[name]
 
 
 class Evaluator(Component, abc.ABC):

@@ -1,34 +1,66 @@
-"""Feature extraction for evaluators: a frozen encoder over a whole split."""
+"""Feature extraction for evaluators: a frozen encoder over a whole split.
+
+Features are computed once per evaluation and kept in ``EvalContext.cache``,
+so the kNN, the linear probe and the per-layer probe of one evaluation share
+a single pass over the data.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Hashable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sslx.components import Augmentation, EvalContext, ImageSplit
+from sslx.components import Augmentation, Encoder, EvalContext, ImageSplit
+from sslx.errors import UserError
+
+Features = torch.Tensor | dict[str, torch.Tensor]
 
 
-class _EvalViews(torch.utils.data.Dataset):
-    def __init__(self, split: ImageSplit, augmentation: Augmentation):
+class EvalViews(torch.utils.data.Dataset):
+    """The deterministic evaluation views of a split (``Augmentation.eval``),
+    with their indices: item ``i`` is ``(view, i)``."""
+
+    def __init__(self, split: ImageSplit, augmentation: Augmentation, indices: np.ndarray | None = None):
         self.split = split
         self.augmentation = augmentation
+        self.indices = np.arange(len(split)) if indices is None else np.asarray(indices)
 
     def __len__(self) -> int:
-        return len(self.split)
+        return len(self.indices)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.augmentation.eval(self.split.image(i))
+        return self.augmentation.eval(self.split.image(int(self.indices[i])))
+
+
+def split_labels(split: ImageSplit, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Labels ``(N,)`` of a split, ``-1`` where unknown."""
+    labels = split.labels if split.labels is not None else np.full(len(split), -1)
+    return torch.as_tensor(labels, dtype=torch.long, device=device)
 
 
 @torch.no_grad()
-def extract_features(ctx: EvalContext, split_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder features ``(N, D)`` (float32, on ``ctx.device``) and labels
-    ``(N,)`` (``-1`` where unknown) of every item of a split, in order."""
+def extract(
+    ctx: EvalContext,
+    split_name: str,
+    fn: Callable[[Encoder, torch.Tensor], Features] | None = None,
+    key: Hashable = "features",
+) -> tuple[Features, torch.Tensor]:
+    """Run ``fn(encoder, images)`` (default: the encoder's forward) in eval
+    mode over every item of a split, in order; return the concatenated
+    outputs (float32, on ``ctx.device``; a dict when ``fn`` returns one) and
+    the labels ``(N,)``. Results are cached in ``ctx.cache`` under
+    ``(split_name, key)``: give each distinct ``fn`` its own ``key``."""
+    cached = ctx.cache.get((split_name, key))
+    if cached is not None:
+        return cached
+    fn = fn or (lambda encoder, x: encoder(x))
     split = ctx.dataset.split(split_name)
     loader = DataLoader(
-        _EvalViews(split, ctx.augmentation),
+        EvalViews(split, ctx.augmentation),
         batch_size=ctx.batch_size,
         num_workers=ctx.num_workers,
         pin_memory=ctx.device.type == "cuda",
@@ -37,13 +69,38 @@ def extract_features(ctx: EvalContext, split_name: str) -> tuple[torch.Tensor, t
     encoder = ctx.encoder
     was_training = encoder.training
     encoder.eval()
-    feats = []
+    outputs: list[Features] = []
     try:
         for x in tqdm(loader, desc=f"features ({split_name})", disable=not ctx.progress, leave=False, mininterval=2):
             x = x.to(ctx.device, non_blocking=True, memory_format=ctx.memory_format)
             with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.device.type == "cuda"):
-                feats.append(encoder(x).float())
+                out = fn(encoder, x)
+            outputs.append({k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float())
     finally:
         encoder.train(was_training)
-    labels = split.labels if split.labels is not None else np.full(len(split), -1)
-    return torch.cat(feats), torch.as_tensor(labels, dtype=torch.long, device=ctx.device)
+    if isinstance(outputs[0], dict):
+        feats: Features = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}  # type: ignore[index]
+    else:
+        feats = torch.cat(outputs)  # type: ignore[arg-type]
+    result = (feats, split_labels(split, ctx.device))
+    ctx.cache[(split_name, key)] = result
+    return result
+
+
+def extract_features(ctx: EvalContext, split_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder features ``(N, D)`` (float32, on ``ctx.device``) and labels
+    ``(N,)`` (``-1`` where unknown) of every item of a split, in order;
+    computed once per evaluation."""
+    feats, labels = extract(ctx, split_name)
+    return feats, labels  # type: ignore[return-value]
+
+
+def labeled_or_error(evaluator: str, train_y: torch.Tensor, test_y: torch.Tensor) -> int:
+    """The number of classes; a ``UserError`` naming ``evaluator`` when the
+    training split has no labels or the test split has unlabeled items."""
+    if not bool((train_y >= 0).any()) or bool((test_y < 0).any()):
+        raise UserError(
+            f"evaluator {evaluator!r} needs labeled train and test splits, but the dataset has unlabeled items: "
+            f"use a labeled dataset (for image_folder, class subfolders and labeled=true), or remove the evaluator."
+        )
+    return int(max(train_y.max(), test_y.max())) + 1

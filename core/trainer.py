@@ -8,6 +8,8 @@ its state) and nothing about Sacred (it writes through a :class:`Recorder`).
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import random
 import signal
 import threading
@@ -184,24 +186,44 @@ def build(exp: ResolvedExperiment) -> Parts:
     return Parts(dataset, augmentation, sampler, encoder, objective, len(split), steps)
 
 
-def evaluate(exp: ResolvedExperiment, parts: Parts, device: torch.device, artifacts_dir: Path | None) -> dict[str, float]:
-    """Run every evaluator of the experiment; metric names get the ``eval.`` prefix."""
+def eval_context(exp: ResolvedExperiment, parts: Parts, device: torch.device) -> EvalContext:
+    """The context the experiment's evaluators run in, on ``parts.encoder``."""
     t = exp.trainer
-    ctx = EvalContext(
+    return EvalContext(
         encoder=parts.encoder,
         dataset=parts.dataset,
         augmentation=parts.augmentation,
         device=device,
         batch_size=t.eval_batch_size,
         num_workers=auto_workers(t.num_workers),
-        artifacts_dir=artifacts_dir,
         progress=t.progress,
         memory_format=torch.channels_last if t.channels_last else torch.contiguous_format,
+        seed=exp.seed,
     )
+
+
+def run_evaluators(
+    evaluators: list[tuple[Any, Any]], ctx: EvalContext, recorder: Recorder, step: int, keep_files: bool = True,
+) -> dict[str, float]:
+    """Run ``(info, params)`` evaluators in one context (they share its feature
+    cache); log their metrics with the ``eval.`` prefix at ``step`` and, with
+    ``keep_files``, record the files they wrote as artifacts. Returns the metrics."""
     metrics: dict[str, float] = {}
-    for info, params in exp.evaluators:
-        for name, value in info.cls(params).evaluate(ctx).items():  # type: ignore[call-arg]
-            metrics[f"eval.{name}"] = float(value)
+    # Sacred copies artifacts into the run; a recorder without a run folder keeps the paths, so the files stay
+    keep_folder = keep_files and recorder.run_dir is None
+    ctx.artifacts_dir = Path(tempfile.mkdtemp(prefix="sslx-eval-"))
+    try:
+        for info, params in evaluators:
+            for name, value in info.cls(params).evaluate(ctx).items():  # type: ignore[call-arg]
+                metrics[f"eval.{name}"] = float(value)
+                recorder.log_scalar(f"eval.{name}", float(value), step)
+        if keep_files:
+            for name, path in ctx.artifacts.items():
+                if path.exists():
+                    recorder.add_artifact(path, name)
+    finally:
+        if not keep_folder:
+            shutil.rmtree(ctx.artifacts_dir, ignore_errors=True)
     return metrics
 
 
@@ -359,8 +381,7 @@ def train(
                 if stop["stop"]:
                     break
                 if t.eval_every and step % t.eval_every == 0 and step != parts.total_steps:
-                    for name, value in evaluate(exp, parts, device, run_dir).items():
-                        recorder.log_scalar(name, value, step)
+                    run_evaluators(exp.evaluators, eval_context(exp, parts, device), recorder, step, keep_files=False)
         del batches
         recorder.set_info("train_seconds", round(time.perf_counter() - train_start, 3))
         if stop["stop"]:
@@ -368,9 +389,7 @@ def train(
             raise KeyboardInterrupt
 
         # -- 6. evaluation ------------------------------------------------------
-        result = evaluate(exp, parts, device, run_dir)
-        for name, value in result.items():
-            recorder.log_scalar(name, value, parts.total_steps)
+        result = run_evaluators(exp.evaluators, eval_context(exp, parts, device), recorder, parts.total_steps)
 
         # -- 7. the final checkpoint as an artifact -------------------------------
         if last_path:

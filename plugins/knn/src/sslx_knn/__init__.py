@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 import sslx
-from sslx.features import extract_features
+from sslx.features import extract_features, labeled_or_error
 
 
 @torch.no_grad()
@@ -57,13 +57,8 @@ class KNN(sslx.Evaluator):
     def evaluate(self, ctx: sslx.EvalContext) -> dict[str, float]:
         train_f, train_y = extract_features(ctx, "train")
         test_f, test_y = extract_features(ctx, "test")
+        num_classes = labeled_or_error(self.name, train_y, test_y)
         known = train_y >= 0
-        if not known.any() or (test_y < 0).any():
-            raise sslx.UserError(
-                "evaluator 'knn' needs labeled train and test splits, but the dataset has unlabeled items: "
-                "use a labeled dataset (for image_folder, class subfolders and labeled=true), or remove the evaluator."
-            )
-        num_classes = int(max(train_y.max(), test_y.max())) + 1
         pred = knn_predict(train_f[known], train_y[known], test_f, num_classes, self.params.k, self.params.temperature)
         return {"knn_top1": float((pred == test_y).float().mean())}
 
