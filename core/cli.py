@@ -85,8 +85,10 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 def cli(strict_plugins: bool) -> None:
     """sslx: self-supervised learning experiments, one plugin per method.
 
-    Run `sslx run experiments/moco.json` to pretrain and evaluate; `sslx plugins`
-    lists what is installed; `sslx describe objective moco` documents a component.
+    Run `sslx run experiments/moco.json` to pretrain and evaluate; `sslx eval
+    runs/1 --protocol linear` evaluates a finished run again; `sslx export`
+    writes its backbone; `sslx plugins` lists what is installed; `sslx describe
+    objective moco` documents a component.
     """
 
 
@@ -147,6 +149,61 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
     click.echo(f"\nRun {record.run_id} {record.status}: {record.run_dir}")
     for key, value in (record.result or {}).items():
         click.echo(f"  {key} = {value:.4f}")
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--protocol", "-p", required=True, metavar="NAME",
+              help="The evaluator to run (see `sslx describe evaluator`), e.g. linear, linear_layers, finetune, knn.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="A parameter of the protocol (k=50, label_fraction=0.1), or a trainer./dataset./augmentation. "
+                   "setting of the run (trainer.device=cpu); JSON values, repeatable.")
+@click.option("--runs-dir", type=click.Path(path_type=Path),
+              help="Where to record the evaluation run (default: beside RUN_DIR, in the same file store).")
+@click.option("--name", help="Run name in the records (default: <evaluated run's name>.eval.<protocol>).")
+@click.option("--comment", help="A comment stored with the run.")
+@click.pass_context
+def eval_(ctx: click.Context, run_dir: Path, protocol: str, assignments: tuple[str, ...], runs_dir: Path | None,
+          name: str | None, comment: str | None) -> None:
+    """Evaluate the trained encoder of RUN_DIR (a run folder or a checkpoint)
+    with one protocol, recorded as a new Sacred run that names RUN_DIR."""
+    from sslx.tracking import RunFailed, record_evaluation
+
+    try:
+        record = record_evaluation(run_dir, protocol, list(assignments), _host(ctx), runs_dir=runs_dir, name=name,
+                                   comment=comment)
+    except RunFailed as failed:
+        if isinstance(failed.reason, UserError) and not os.environ.get("SSLX_DEBUG"):
+            click.secho(f"Error: {failed.reason}", err=True, fg="red")
+            click.secho(f"Evaluation run {failed.record.run_id} FAILED, recorded in {failed.record.run_dir}.",
+                        err=True, fg="red")
+            ctx.exit(1)
+        raise failed.reason
+    click.echo(f"\nEvaluation run {record.run_id} {record.status}: {record.run_dir} (evaluates {run_dir})")
+    for key, value in (record.result or {}).items():
+        click.echo(f"  {key} = {value:.4f}")
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The file to write.")
+@click.option("--format", "fmt", type=click.Choice(["torchvision", "safetensors"]),
+              help="torchvision: a torch.save'd state dict (+ FILE.json describing it); safetensors: a .safetensors "
+                   "file with the description in its metadata. Default: from the file's extension.")
+@click.pass_context
+def export_(ctx: click.Context, run_dir: Path, out: Path, fmt: str | None) -> None:
+    """Write only the encoder weights of RUN_DIR (a run folder or a checkpoint),
+    keyed for the matching standalone model (torchvision's ResNet, or the sslx
+    encoder), and print the code that loads them with strict=True."""
+    from sslx.export import export_backbone
+
+    result = export_backbone(run_dir, out, fmt, _host(ctx))
+    meta = result.metadata
+    click.echo(f"wrote {result.path} ({result.format}): {meta['model']}, {meta['out_dim']}-d features, "
+               f"from step {meta['source']['step']} of {meta['source']['checkpoint']}")
+    click.echo(f"inputs: {meta['input']['channels']} channel(s) scaled to [0, 1], normalised with mean "
+               f"{meta['input']['mean']} and std {meta['input']['std']}")
+    click.echo("load it with:\n\n" + "\n".join("    " + line for line in result.load_code.splitlines()))
 
 
 # Settings that may differ between a stopped run and its continuation.

@@ -199,6 +199,37 @@ class Encoder(Component, nn.Module):
         """Return the feature map after each stage, keyed by stage name."""
         raise NotImplementedError(f"encoder {self.name!r} does not expose its stages")
 
+    def export(self) -> ExportedBackbone:
+        """The backbone as a standalone model loads it (``sslx export``).
+
+        The default is this module's own ``state_dict`` with code that builds
+        the encoder through the registry; encoders that wrap a well-known model
+        (torchvision's ResNets) return that model's keys and construction code
+        instead, so users need no sslx to load the weights."""
+        params = self.params.model_dump(mode="json")
+        code = (
+            "from sslx.plugins import load_plugins\n"
+            "from sslx import DataInfo\n"
+            f"info = load_plugins().component('encoder', {self.name!r})\n"
+            f"model = info.cls(info.cls.Params(**{params!r}), DataInfo(channels={self.data.channels}, "
+            f"image_size={self.data.image_size!r}, mean={self.data.mean!r}, std={self.data.std!r}, num_classes=None))"
+        )
+        return ExportedBackbone(state=self.state_dict(), code=code, model=f"sslx encoder {self.name!r} {params}")
+
+
+@dataclass
+class ExportedBackbone:
+    """An encoder's weights as a standalone model expects them.
+
+    ``state`` loads with ``model.load_state_dict(state, strict=True)`` into
+    the model that ``code`` (Python, defining ``model``) builds; ``model``
+    names that model in one line.
+    """
+
+    state: dict[str, torch.Tensor]
+    code: str
+    model: str
+
 
 @dataclass(frozen=True)
 class TrainInfo:

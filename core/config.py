@@ -238,6 +238,19 @@ def json_schema(host: Any) -> dict[str, Any]:
     }
 
 
+def resolve_component(host: Any, kind: str, raw: Any, source: str) -> tuple[ComponentInfo, Params]:
+    """Validate one component given as ``{"name": ..., <params>}`` (the
+    evaluator of ``sslx eval``); raises :class:`ConfigError` naming ``source``."""
+    problems: list[tuple[str, str]] = []
+    got = _component(host, kind, raw, "", problems)
+    if problems or got is None:
+        # the paths are parameter names here, not places in a file: "--set k=0: k: expected ..."
+        raise UserError("\n".join(
+            f"{source}: " + (f"{path.strip('/').replace('/', '.')}: " if path.strip("/") not in ("", "name") else "")
+            + message for path, message in problems))
+    return got
+
+
 def _component(host: Any, kind: str, raw: Any, path: str, problems: list[tuple[str, str]]) -> tuple[ComponentInfo, Params] | None:
     if not isinstance(raw, dict):
         problems.append((path, f"expected an object such as {{\"name\": ...}}, got {_json_type(raw)}."))

@@ -6,14 +6,17 @@ resource and every plugin distribution as a package dependency, attaches a
 FileStorageObserver under the runs directory and runs the trainer inside one
 Sacred run. The run directory holds ``config.json``, ``run.json`` (status,
 result, artifacts, ``fail_trace``), ``metrics.json``, ``info.json``,
-``cout.txt`` and the ``checkpoint.pt`` artifact.
+``cout.txt`` and the ``checkpoint.pt`` artifact. :func:`record_evaluation`
+records a later evaluation of such a run the same way, as a run of its own.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from sacred.utils import apply_backspaces_and_linefeeds
 import sslx
 from sslx.config import ResolvedExperiment
 from sslx.errors import UserError
+from sslx.runs import find_weights, prepare_evaluation
 from sslx.trainer import train
 
 SETTINGS.DISCOVER_SOURCES = "none"  # plugin versions are recorded as dependencies instead
@@ -86,6 +90,64 @@ def _git_info(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _experiment(name: str, config: dict[str, Any], host: Any, runs_dir: Path) -> tuple[Experiment, FileStorageObserver]:
+    """A fresh Sacred experiment with the config, every plugin distribution as
+    a dependency and the file store attached."""
+    ex = Experiment(name, interactive=True, save_git_info=False)
+    ex.logger = _log
+    ex.captured_out_filter = apply_backspaces_and_linefeeds
+    ex.add_config(config)
+    for dist, version in [("sslx", sslx.__version__), ("torch", torch.__version__), *host.distributions()]:
+        # Sacred accepts only public versions: '2.14.1+cu130' is recorded as 2.14.1 (the full one is in info)
+        public = version.split("+")[0]
+        try:
+            ex.add_package_dependency(dist, public)
+        except ValueError:
+            pass
+    observer = FileStorageObserver(str(runs_dir))
+    ex.observers.append(observer)
+    return ex, observer
+
+
+def _versions(host: Any) -> dict[str, Any]:
+    return {
+        "versions": {"sslx": sslx.__version__, "torch": torch.__version__, **dict(host.distributions())},
+        "plugins": [p.as_dict() for p in host.plugins if p.loaded],
+    }
+
+
+def _components(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {kind: {"name": ci.name, "plugin": ci.provenance.plugin, "distribution": ci.provenance.distribution,
+                   "version": ci.provenance.version} for kind, ci in items}
+
+
+def _run(ex: Experiment, observer: FileStorageObserver, runs_dir: Path, body: Callable[[Any, SacredRecorder], Any],
+         info: dict[str, Any], name: str, comment: str | None) -> RunRecord:
+    """Run ``body(sacred_run, recorder)`` as the experiment's main function;
+    a failure is recorded (status, ``info.failure``, trace) and raised as
+    :class:`RunFailed`."""
+
+    @ex.main
+    def main(_run: Any) -> Any:
+        _run.info.update(info)
+        try:
+            return body(_run, SacredRecorder(_run, Path(observer.dir)))
+        except BaseException as exc:
+            _run.info["failure"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, UserError) else str(exc)
+            raise
+
+    options = {"--name": name, "--capture": "sys"}
+    if comment:
+        options["--comment"] = comment
+    try:
+        run = ex.run(options=options)
+    except BaseException as exc:
+        run_dir = Path(observer.dir) if observer.dir else runs_dir
+        status = "INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        raise RunFailed(RunRecord(run_dir.name, run_dir, status, None), exc) from exc
+    return RunRecord(str(run._id), Path(observer.dir), run.status, run.result)
+
+
 def record_run(
     exp: ResolvedExperiment,
     host: Any,
@@ -103,28 +165,10 @@ def record_run(
     its status and reason.
     """
     run_name = name or (experiment_file.stem if experiment_file else exp.config["objective"]["name"])
-    ex = Experiment(run_name, interactive=True, save_git_info=False)
-    ex.logger = _log
-    ex.captured_out_filter = apply_backspaces_and_linefeeds
-    ex.add_config(exp.config)
-    for dist, version in [("sslx", sslx.__version__), ("torch", torch.__version__), *host.distributions()]:
-        # Sacred accepts only public versions: '2.14.1+cu130' is recorded as 2.14.1 (the full one is in info)
-        public = version.split("+")[0]
-        try:
-            ex.add_package_dependency(dist, public)
-        except ValueError:
-            pass
-    observer = FileStorageObserver(str(runs_dir))
-    ex.observers.append(observer)
-
+    ex, observer = _experiment(run_name, exp.config, host, runs_dir)
     info: dict[str, Any] = {
-        "versions": {"sslx": sslx.__version__, "torch": torch.__version__, **dict(host.distributions())},
-        "plugins": [p.as_dict() for p in host.plugins if p.loaded],
-        "components": {
-            kind: {"name": ci.name, "plugin": ci.provenance.plugin, "distribution": ci.provenance.distribution,
-                   "version": ci.provenance.version}
-            for kind, (ci, _) in exp.components.items()
-        },
+        **_versions(host),
+        "components": _components([(kind, ci) for kind, (ci, _) in exp.components.items()]),
     }
     if experiment_file is not None:
         info["experiment_file"] = str(experiment_file)
@@ -134,25 +178,56 @@ def record_run(
     if resume_from is not None:
         info["resumed_from"] = str(resume_from)
 
-    @ex.main
-    def main(_run: Any) -> dict[str, float]:
-        _run.info.update(info)
+    def body(_run: Any, recorder: SacredRecorder) -> dict[str, float]:
         if experiment_file is not None and experiment_file.exists():
             _run.add_resource(str(experiment_file))
-        recorder = SacredRecorder(_run, Path(observer.dir))
-        try:
-            return train(exp, host, recorder, resume_from=resume_from)
-        except BaseException as exc:
-            _run.info["failure"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, UserError) else str(exc)
-            raise
+        return train(exp, host, recorder, resume_from=resume_from)
 
-    options = {"--name": run_name, "--capture": "sys"}
-    if comment:
-        options["--comment"] = comment
-    try:
-        run = ex.run(options=options)
-    except BaseException as exc:
-        run_dir = Path(observer.dir) if observer.dir else runs_dir
-        status = "INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        raise RunFailed(RunRecord(run_dir.name, run_dir, status, None), exc) from exc
-    return RunRecord(str(run._id), Path(observer.dir), run.status, run.result)
+    return _run(ex, observer, runs_dir, body, info, run_name, comment)
+
+
+def record_evaluation(
+    run: Path,
+    protocol: str,
+    assignments: list[str],
+    host: Any,
+    *,
+    runs_dir: Path | None = None,
+    name: str | None = None,
+    comment: str | None = None,
+) -> RunRecord:
+    """Evaluate the encoder of a recorded run (a run folder or a checkpoint)
+    with one evaluator, as a new Sacred run that names the run it evaluates.
+
+    ``assignments`` are ``KEY=VALUE`` strings: keys of the evaluator's
+    parameters (``k=50``), or ``trainer.*`` / ``dataset.*`` keys of the
+    pretraining config (``trainer.device=cpu``). The evaluation run's config is
+    ``{"evaluates": {...}, "protocol": {...}, "pretraining": <config>}``; it
+    is recorded beside the evaluated run unless ``runs_dir`` is given.
+    """
+    checkpoint = find_weights(run)
+    job = prepare_evaluation(checkpoint, protocol, assignments, host)
+    source = Path(run)
+    source_dir = source if source.is_dir() else checkpoint.parent
+    source_run = json.loads((source_dir / "run.json").read_text()) if (source_dir / "run.json").exists() else {}
+    evaluates = {
+        "run_id": source_dir.name if source_run else None,
+        "run_dir": str(source_dir.resolve()),
+        "name": source_run.get("experiment", {}).get("name"),
+        "status": source_run.get("status"),
+        "checkpoint": str(checkpoint.resolve()),
+        "step": job.step,
+    }
+    config = {"seed": job.exp.seed, "evaluates": evaluates, "protocol": job.protocol_config,
+              "pretraining": job.exp.config}
+    runs_dir = Path(runs_dir) if runs_dir is not None else source_dir.parent
+    run_name = name or f"{evaluates['name'] or source_dir.name}.eval.{job.protocol_config['name']}"
+    ex, observer = _experiment(run_name, config, host, runs_dir)
+    info = {**_versions(host), "evaluates": evaluates,
+            "components": _components([("evaluator", job.evaluator[0]),
+                                       *((k, ci) for k, (ci, _) in job.exp.components.items())])}
+
+    def body(_run: Any, recorder: SacredRecorder) -> dict[str, float]:
+        return job.run(recorder)
+
+    return _run(ex, observer, runs_dir, body, info, run_name, comment)

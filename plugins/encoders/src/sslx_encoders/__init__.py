@@ -48,9 +48,28 @@ class ResNet(sslx.Encoder):
         self.out_dim = net.fc.in_features
         net.fc = nn.Identity()
         self.net = net
+        self.small = bool(small)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def export(self) -> sslx.ExportedBackbone:
+        """torchvision's own model and keys: ``torchvision.models.<arch>()``
+        with this encoder's stem and ``fc`` replaced by ``Identity``."""
+        lines = ["import torch", "import torchvision", f"model = torchvision.models.{self.arch}()"]
+        stem = []
+        if self.small:
+            lines.append(f"model.conv1 = torch.nn.Conv2d({self.data.channels}, 64, kernel_size=3, stride=1, padding=1, bias=False)")
+            lines.append("model.maxpool = torch.nn.Identity()")
+            stem.append(f"3x3 stride-1 conv1 for {self.data.channels}-channel images, no max-pool")
+        elif self.data.channels != 3:
+            lines.append(f"model.conv1 = torch.nn.Conv2d({self.data.channels}, 64, kernel_size=7, stride=2, padding=3, bias=False)")
+            stem.append(f"conv1 for {self.data.channels}-channel images")
+        lines.append("model.fc = torch.nn.Identity()")
+        stem.append("fc = Identity")
+        state = {k.removeprefix("net."): v for k, v in self.state_dict().items()}
+        return sslx.ExportedBackbone(state=state, code="\n".join(lines),
+                                     model=f"torchvision.models.{self.arch} ({', '.join(stem)})")
 
     def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         n = self.net
@@ -105,6 +124,13 @@ class SmallCNN(sslx.Encoder):
         self.stages = tuple(f"block{i + 1}" for i in range(params.blocks))
         self.out_dim = c_in
 
+    def export(self) -> sslx.ExportedBackbone:
+        """This module's own keys, loaded into :func:`small_cnn`."""
+        p = self.params
+        code = f"from sslx_encoders import small_cnn\nmodel = small_cnn(in_channels={self.data.channels}, width={p.width}, blocks={p.blocks})"
+        return sslx.ExportedBackbone(state=self.state_dict(), code=code,
+                                     model=f"sslx_encoders.small_cnn (width {p.width}, {p.blocks} blocks)")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
@@ -116,6 +142,15 @@ class SmallCNN(sslx.Encoder):
             x = block(x)
             out[name] = x
         return out
+
+
+def small_cnn(in_channels: int = 3, width: int = 32, blocks: int = 4) -> SmallCNN:
+    """A :class:`SmallCNN` without an experiment, e.g. to load weights written
+    by ``sslx export``: images ``(B, in_channels, H, W)`` to ``(B, width *
+    2**(blocks-1))`` features."""
+    data = sslx.DataInfo(channels=in_channels, image_size=None, mean=(0.0,) * in_channels,
+                         std=(1.0,) * in_channels, num_classes=None)
+    return SmallCNN(SmallCNN.Params(width=width, blocks=blocks), data)
 
 
 @sslx.hookimpl

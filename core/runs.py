@@ -1,0 +1,103 @@
+"""Finished runs: their checkpoints, their trained encoders, and evaluating
+them later (``sslx eval``).
+
+Every checkpoint carries the config it was trained with, so a run folder (or
+a checkpoint file alone) is enough to rebuild its encoder exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sslx import checkpoint as ckpt
+from sslx.components import Params
+from sslx.config import ResolvedExperiment, apply_overrides, resolve, resolve_component
+from sslx.errors import UserError
+from sslx.registry import ComponentInfo
+from sslx.trainer import Parts, Recorder, build, eval_context, pick_device, run_evaluators, seed_everything
+
+# Sections of the pretraining config that `sslx eval --set` may change: where the
+# data comes from, how it is viewed, and how the evaluation runs (never the model).
+EVAL_CHANGEABLE = ("dataset", "augmentation", "trainer")
+
+
+def find_weights(run: Path) -> Path:
+    """The checkpoint to read from a run folder (its final checkpoint, else its
+    last periodic one) or a checkpoint file itself."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    if not run.is_dir():
+        raise UserError(f"{run}: no such run folder or checkpoint file. Give a run folder such as runs/3 "
+                        f"(it holds {ckpt.FINAL}) or a checkpoint file.")
+    for name in (ckpt.FINAL, ckpt.LAST):
+        if (run / name).exists():
+            return run / name
+    raise UserError(f"{run}: this run has no checkpoint ({ckpt.FINAL} or {ckpt.LAST}); it stopped before writing "
+                    f"one. Use a run that completed, or that ran past trainer.checkpoint_every steps.")
+
+
+def load_trained(path: Path, host: Any, assignments: list[str] = ()) -> tuple[ResolvedExperiment, Parts, int]:
+    """The experiment a checkpoint was trained with (``assignments`` applied:
+    ``KEY=VALUE`` strings as in ``--set``), its components, and its step; the
+    encoder's weights are loaded with ``strict=True``."""
+    state = ckpt.load(path)
+    if not isinstance(state, dict) or "objective" not in state or "config" not in state:
+        raise UserError(f"{path}: not an sslx training checkpoint (it has no 'objective' and 'config' entries).")
+    config = apply_overrides(state["config"], list(assignments))
+    exp = resolve(config, host, source=f"{path} (the config it was trained with)")
+    parts = build(exp)
+    try:
+        parts.encoder.load_state_dict(ckpt.encoder_state(state), strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"{path}: the saved weights do not fit encoder {exp.config['encoder']}: {exc}. Was the "
+                        f"encoder plugin changed since the run? Install the version the run used.") from None
+    return exp, parts, int(state["step"])
+
+
+@dataclass
+class EvaluationJob:
+    """One evaluator, ready to run on a trained encoder."""
+
+    exp: ResolvedExperiment
+    parts: Parts
+    step: int
+    evaluator: tuple[ComponentInfo, Params]
+    protocol_config: dict[str, Any]
+
+    def run(self, recorder: Recorder) -> dict[str, float]:
+        """Evaluate; metrics are logged at the checkpoint's step, files kept as artifacts."""
+        t = self.exp.trainer
+        seed_everything(self.exp.seed)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        device = pick_device(t.device)
+        layout = torch.channels_last if t.channels_last else torch.contiguous_format
+        self.parts.encoder.to(device, memory_format=layout)
+        recorder.set_info("device", str(device))
+        return run_evaluators([self.evaluator], eval_context(self.exp, self.parts, device), recorder, self.step)
+
+
+def prepare_evaluation(checkpoint: Path, protocol: str, assignments: list[str], host: Any) -> EvaluationJob:
+    """Validate ``protocol`` (an evaluator name) and ``assignments`` against the
+    checkpoint's config and load its encoder. Assignments whose first key is a
+    section in ``EVAL_CHANGEABLE`` change the pretraining config; the others
+    are the evaluator's parameters."""
+    run_sets, protocol_sets = [], []
+    for a in assignments:
+        key = a.partition("=")[0].strip()
+        first = key.split(".")[0]
+        if "." in key and first not in EVAL_CHANGEABLE:
+            raise UserError(f"--set {a!r}: an evaluation may change only {', '.join(EVAL_CHANGEABLE)} settings of "
+                            f"the run, or the evaluator's own parameters (plain keys such as k=50).")
+        (run_sets if first in EVAL_CHANGEABLE else protocol_sets).append(a)
+    raw = apply_overrides({"name": protocol}, protocol_sets)
+    source = f"--protocol {protocol}" + "".join(f" --set {a}" for a in protocol_sets)
+    evaluator = resolve_component(host, "evaluator", raw, source)
+    exp, parts, step = load_trained(checkpoint, host, run_sets)
+    protocol_config = {"name": evaluator[0].name, **evaluator[1].model_dump(mode="json")}
+    return EvaluationJob(exp, parts, step, evaluator, protocol_config)
