@@ -4,8 +4,10 @@ Two pipelines with the published defaults: ``simclr`` (Chen et al., 2020) and
 ``mocov2`` (Chen et al., 2020, "Improved baselines"). Both are the same
 sequence of operations with different strengths; every strength is a
 parameter. ``multicrop`` (SwAV's, in :mod:`sslx_augmentations.multicrop`)
-uses the same operations for large and small crops. Grayscale input is handled: colour jitter reduces to brightness
-and contrast, random grayscale is skipped, views keep one channel.
+uses the same operations for large and small crops; ``pirl`` and ``tiles``
+(in :mod:`sslx_augmentations.jigsaw`) cut crops into jigsaw tiles. Grayscale
+input is handled: colour jitter reduces to brightness and contrast, random
+grayscale is skipped, views keep one channel.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ class MoCoV2Views(Views):
 
 
 from sslx_augmentations.multicrop import MultiCrop  # noqa: E402  (it builds on Pipeline and view_ops above)
-from sslx_augmentations.jigsaw import PIRLViews  # noqa: E402  (it builds on Views above)
+from sslx_augmentations.jigsaw import PIRLViews, TilesViews  # noqa: E402  (they build on Views and Pipeline above)
 
 
 @sslx.hookimpl
@@ -182,3 +184,4 @@ def sslx_register_augmentations(register):
     register(MoCoV2Views)
     register(MultiCrop)
     register(PIRLViews)
+    register(TilesViews)
