@@ -275,7 +275,7 @@ class Objective(Component, nn.Module):
         sample; ``what`` says what the views are, ``hint`` adds to the fix."""
         if self.info.num_views != count:
             raise UserError(
-                f"objective {self.name!r} needs {count} views per sample{what}, but the sampler gives "
+                f"objective {self.name!r} needs {count} view{'s' if count != 1 else ''} per sample{what}, but the sampler gives "
                 f"{self.info.num_views}: set sampler.views to {count}{hint}."
             )
 

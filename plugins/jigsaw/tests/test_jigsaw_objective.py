@@ -166,7 +166,7 @@ def test_needs_one_view(views):
     with pytest.raises(sslx.UserError) as err:
         make_jigsaw(num_views=views)
     assert str(err.value) == (
-        f"objective 'jigsaw' needs 1 views per sample (the tiles of an image), but the sampler gives {views}: "
+        f"objective 'jigsaw' needs 1 view per sample (the tiles of an image), but the sampler gives {views}: "
         f"set sampler.views to 1 and use augmentation 'tiles'."
     )
 

@@ -199,7 +199,7 @@ def test_needs_one_view(views):
     with pytest.raises(sslx.UserError) as err:
         make_relpos(num_views=views)
     assert str(err.value) == (
-        f"objective 'relative_position' needs 1 views per sample (the 3x3 tiles of an image), but the sampler gives "
+        f"objective 'relative_position' needs 1 view per sample (the 3x3 tiles of an image), but the sampler gives "
         f"{views}: set sampler.views to 1 and use augmentation 'tiles' with grid 3."
     )
 

@@ -185,7 +185,7 @@ def test_needs_one_view(views):
     with pytest.raises(sslx.UserError) as err:
         make_rotation(num_views=views)
     assert str(err.value) == (
-        f"objective 'rotation' needs 1 views per sample (an image, rotated inside the objective), but the sampler "
+        f"objective 'rotation' needs 1 view per sample (an image, rotated inside the objective), but the sampler "
         f"gives {views}: set sampler.views to 1 and use an ordinary augmentation such as 'mocov2'."
     )
 
