@@ -102,3 +102,28 @@ def test_an_evaluation_that_fails_is_recorded_with_its_reason(pretrained, host, 
     assert rec["run"]["status"] == "FAILED"
     assert "no CUDA device is available" in rec["info"]["failure"]
     assert rec["config"]["evaluates"]["run_id"] == pretrained.name
+
+
+def test_a_checkpoint_file_can_be_evaluated_directly(pretrained, host, tmp_path):
+    """RUN_DIR may be the checkpoint itself; the evaluation still names its run."""
+    record = record_evaluation(pretrained / "checkpoint.pt", "knn", ["k=5", "trainer.progress=false"], host,
+                               runs_dir=tmp_path, name="direct")
+    rec = read_run(record.run_dir)
+    assert rec["run"]["experiment"]["name"] == "direct"
+    assert rec["config"]["evaluates"]["run_id"] == pretrained.name
+    assert rec["config"]["evaluates"]["checkpoint"] == str((pretrained / "checkpoint.pt").resolve())
+    assert 0.0 <= rec["run"]["result"]["eval.knn_top1"] <= 1.0
+
+
+def test_evaluators_chosen_in_the_experiment_run_at_the_end_of_training(tiny, host, tmp_path):
+    """The same protocols in an experiment's `evaluators`: their metrics at the
+    last step (and at every eval_every), their plot kept once, at the end."""
+    exp = tiny("moco", "trainer.eval_every=3",
+               'evaluators=[{"name": "knn", "k": 10}, {"name": "linear_layers", "l2": 0.001}]')
+    record = record_run(exp, host, runs_dir=tmp_path)
+    rec = read_run(record.run_dir)
+    assert sorted(rec["run"]["artifacts"]) == ["checkpoint.pt", "layer_probe.png"]
+    assert set(rec["run"]["result"]) == {"eval.knn_top1", "eval.layer.block1.linear_top1",
+                                         "eval.layer.block2.linear_top1"}
+    for name in rec["run"]["result"]:
+        assert rec["metrics"][name]["steps"] == [3, 6]
