@@ -147,8 +147,7 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
                     f"(the traceback is in its run.json).", err=True, fg="red")
         raise reason
     click.echo(f"\nRun {record.run_id} {record.status}: {record.run_dir}")
-    for key, value in (record.result or {}).items():
-        click.echo(f"  {key} = {value:.4f}")
+    _print_result(record.result)
 
 
 @cli.command("eval")
@@ -180,8 +179,7 @@ def eval_(ctx: click.Context, run_dir: Path, protocol: str, assignments: tuple[s
             ctx.exit(1)
         raise failed.reason
     click.echo(f"\nEvaluation run {record.run_id} {record.status}: {record.run_dir} (evaluates {run_dir})")
-    for key, value in (record.result or {}).items():
-        click.echo(f"  {key} = {value:.4f}")
+    _print_result(record.result)
 
 
 @cli.command("export")
@@ -204,6 +202,12 @@ def export_(ctx: click.Context, run_dir: Path, out: Path, fmt: str | None) -> No
     click.echo(f"inputs: {meta['input']['channels']} channel(s) scaled to [0, 1], normalised with mean "
                f"{meta['input']['mean']} and std {meta['input']['std']}")
     click.echo("load it with:\n\n" + "\n".join("    " + line for line in result.load_code.splitlines()))
+
+
+def _print_result(result: dict[str, float] | None) -> None:
+    for key, value in (result or {}).items():
+        shown = f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3g}"  # an L2 weight of 1e-05 too
+        click.echo(f"  {key} = {shown}")
 
 
 # Settings that may differ between a stopped run and its continuation.
