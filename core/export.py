@@ -67,10 +67,10 @@ def export_backbone(run: Path, out: Path, fmt: str | None, host: Any) -> Exporte
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     if fmt == "safetensors":
         from safetensors.torch import save_file
 
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # written whole, then renamed: never a torn file
         save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
         os.replace(tmp, out)
         load = f"from safetensors.torch import load_file\n{exported.code}\nmodel.load_state_dict(load_file({str(out)!r}), strict=True)"
