@@ -105,10 +105,9 @@ class Linear(sslx.Evaluator):
     Params = ProbeParams
 
     def evaluate(self, ctx: sslx.EvalContext) -> dict[str, float]:
-        _labels(ctx, self.name)
+        num_classes = _labels(ctx, self.name)
         train_x, train_y = extract_features(ctx, "train")
         test_x, test_y = extract_features(ctx, "test")
-        num_classes = labeled_or_error(self.name, train_y, test_y)
         top1, l2 = _probe(ctx, self.params, train_x, train_y, test_x, test_y, num_classes)
         return {"linear_top1": top1, "linear_l2": l2}
 
@@ -193,7 +192,7 @@ class LinearLayers(sslx.Evaluator):
     Params = LayersParams
 
     def evaluate(self, ctx: sslx.EvalContext) -> dict[str, float]:
-        _labels(ctx, self.name)
+        num_classes = _labels(ctx, self.name)
         encoder = ctx.encoder
         encoder_name = getattr(encoder, "name", type(encoder).__name__)
         stages = tuple(getattr(encoder, "stages", ()) or ())
@@ -220,7 +219,6 @@ class LinearLayers(sslx.Evaluator):
             test_f, test_y = extract(ctx, "test", pooled, key=key)
         except NotImplementedError:
             raise no_stages from None
-        num_classes = labeled_or_error(self.name, train_y, test_y)
         metrics, accs, dims = {}, [], []
         for stage in stages:
             top1, _ = _probe(ctx, self.params, train_f[stage], train_y, test_f[stage], test_y, num_classes)
