@@ -39,14 +39,25 @@ def save_atomic(obj: Any, path: Path) -> None:
         os.close(fd)
 
 
-def find_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint to resume a run from: its last periodic one, else its final one."""
-    for name in (LAST, FINAL):
-        if (run_dir / name).exists():
-            return run_dir / name
+def find_checkpoint(run: Path, final_first: bool = False) -> Path:
+    """The checkpoint of a run folder. To resume (the default): its last
+    periodic one, else its final one. To evaluate or export
+    (``final_first``): its final one, else its last periodic one; a
+    checkpoint file is then taken as it is."""
+    run = Path(run)
+    if final_first and run.is_file():
+        return run
+    names = (FINAL, LAST) if final_first else (LAST, FINAL)
+    for name in names:
+        if (run / name).exists():
+            return run / name
+    if final_first and not run.is_dir():
+        raise UserError(f"{run}: no such run folder or checkpoint file. Give a run folder such as runs/3 "
+                        f"(it holds {FINAL}) or a checkpoint file.")
+    purpose = "to read" if final_first else "to resume from"
     raise UserError(
-        f"{run_dir}: no checkpoint to resume from (looked for {LAST} and {FINAL}). Give the directory of a run "
-        f"that wrote at least one checkpoint (see trainer.checkpoint_every)."
+        f"{run}: this run has no checkpoint {purpose} (looked for {names[0]} and {names[1]}). Give the directory "
+        f"of a run that completed or wrote at least one checkpoint (see trainer.checkpoint_every)."
     )
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import sslx
 from sslx import checkpoint as ckpt
 from sslx.errors import UserError
-from sslx.runs import find_weights, load_trained
+from sslx.runs import load_trained
 
 FORMATS = ("torchvision", "safetensors")
 
@@ -47,7 +47,7 @@ def export_backbone(run: Path, out: Path, fmt: str | None, host: Any) -> Exporte
     fmt = fmt or ("safetensors" if str(out).endswith(".safetensors") else "torchvision")
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
-    path = find_weights(run)
+    path = ckpt.find_checkpoint(run, final_first=True)
     exp, parts, step = load_trained(path, host)
     encoder = parts.encoder
     exported = encoder.export()

@@ -1,5 +1,5 @@
-"""Finished runs: their checkpoints, their trained encoders, and evaluating
-them later (``sslx eval``).
+"""Finished runs: their trained encoders, and evaluating them later
+(``sslx eval``).
 
 Every checkpoint carries the config it was trained with, so a run folder (or
 a checkpoint file alone) is enough to rebuild its encoder exactly.
@@ -23,22 +23,6 @@ from sslx.trainer import Parts, Recorder, build, eval_context, pick_device, run_
 # Sections of the pretraining config that `sslx eval --set` may change: where the
 # data comes from, how it is viewed, and how the evaluation runs (never the model).
 EVAL_CHANGEABLE = ("dataset", "augmentation", "trainer")
-
-
-def find_weights(run: Path) -> Path:
-    """The checkpoint to read from a run folder (its final checkpoint, else its
-    last periodic one) or a checkpoint file itself."""
-    run = Path(run)
-    if run.is_file():
-        return run
-    if not run.is_dir():
-        raise UserError(f"{run}: no such run folder or checkpoint file. Give a run folder such as runs/3 "
-                        f"(it holds {ckpt.FINAL}) or a checkpoint file.")
-    for name in (ckpt.FINAL, ckpt.LAST):
-        if (run / name).exists():
-            return run / name
-    raise UserError(f"{run}: this run has no checkpoint ({ckpt.FINAL} or {ckpt.LAST}); it stopped before writing "
-                    f"one. Use a run that completed, or that ran past trainer.checkpoint_every steps.")
 
 
 def load_trained(path: Path, host: Any, assignments: list[str] = ()) -> tuple[ResolvedExperiment, Parts, int]:

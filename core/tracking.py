@@ -30,9 +30,10 @@ from sacred.observers import FileStorageObserver
 from sacred.utils import apply_backspaces_and_linefeeds
 
 import sslx
+from sslx.checkpoint import find_checkpoint
 from sslx.config import ResolvedExperiment
 from sslx.errors import UserError
-from sslx.runs import find_weights, prepare_evaluation
+from sslx.runs import prepare_evaluation
 from sslx.trainer import train
 
 SETTINGS.DISCOVER_SOURCES = "none"  # plugin versions are recorded as dependencies instead
@@ -205,7 +206,7 @@ def record_evaluation(
     ``{"evaluates": {...}, "protocol": {...}, "pretraining": <config>}``; it
     is recorded beside the evaluated run unless ``runs_dir`` is given.
     """
-    checkpoint = find_weights(run)
+    checkpoint = find_checkpoint(run, final_first=True)
     job = prepare_evaluation(checkpoint, protocol, assignments, host)
     source = Path(run)
     source_dir = source if source.is_dir() else checkpoint.parent
