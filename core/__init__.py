@@ -8,9 +8,11 @@ user must fix, and the distributed helpers in :mod:`sslx.distributed`.
 __version__ = "0.1.0"
 
 from sslx.components import (  # noqa: E402
+    ArrayClips,
     ArraySplit,
     Augmentation,
     Batch,
+    ClipSplit,
     DataInfo,
     Dataset,
     Encoder,
@@ -23,15 +25,19 @@ from sslx.components import (  # noqa: E402
     ObjectiveOutput,
     PairSampler,
     Params,
+    Sample,
+    Tracks,
     TrainInfo,
 )
 from sslx.errors import UserError  # noqa: E402
 from sslx.hookspecs import hookimpl  # noqa: E402
 
 __all__ = [
+    "ArrayClips",
     "ArraySplit",
     "Augmentation",
     "Batch",
+    "ClipSplit",
     "DataInfo",
     "Dataset",
     "Encoder",
@@ -44,6 +50,8 @@ __all__ = [
     "ObjectiveOutput",
     "PairSampler",
     "Params",
+    "Sample",
+    "Tracks",
     "TrainInfo",
     "UserError",
     "__version__",

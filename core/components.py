@@ -88,6 +88,82 @@ class ArraySplit(ImageSplit):
         return self.images[index]
 
 
+@dataclass(frozen=True)
+class Tracks:
+    """The objects followed through one clip (ground truth or a tracker's output).
+
+    ``boxes[t, k]`` is ``(x0, y0, x1, y1)`` of object ``k`` in frame ``t``
+    (pixels, ``x1``/``y1`` exclusive); ``ids`` are identities unique within
+    the split; ``classes`` their labels (``-1`` unknown); ``visible[t, k]``
+    the fraction of the object that shows in frame ``t`` (0 when absent).
+    """
+
+    boxes: np.ndarray  # (T, K, 4) int
+    ids: np.ndarray  # (K,) int
+    classes: np.ndarray  # (K,) int
+    visible: np.ndarray  # (T, K) float
+
+
+class ClipSplit(ImageSplit):
+    """One split of a video dataset: clips of frames, with their audio and
+    object tracks where the dataset has them.
+
+    ``frames(i)`` is a ``(T, H, W, C)`` uint8 array shown at ``fps`` frames per
+    second; ``audio(i)`` the clip's mono sound as float32 in ``[-1, 1]`` at
+    ``sample_rate``, starting with the clip's first frame. As an
+    :class:`ImageSplit` (what evaluators read) item ``i`` is the middle frame
+    of clip ``i``, labeled with the clip's label.
+    """
+
+    fps: float
+    sample_rate: int | None = None  # None: the clips have no audio
+
+    @abc.abstractmethod
+    def frames(self, index: int) -> np.ndarray: ...
+
+    def audio(self, index: int) -> np.ndarray | None:
+        return None
+
+    def tracks(self, index: int) -> Tracks | None:
+        return None
+
+    def image(self, index: int) -> np.ndarray:
+        frames = self.frames(index)
+        return frames[len(frames) // 2]
+
+
+class ArrayClips(ClipSplit):
+    """An in-memory clip split: ``frames`` ``(N, T, H, W, C)`` uint8; ``audio``
+    ``(N, S)`` float32 or None; ``tracks`` one :class:`Tracks` per clip or None."""
+
+    def __init__(self, frames: np.ndarray, labels: np.ndarray | None, info: DataInfo, fps: float,
+                 audio: np.ndarray | None = None, sample_rate: int | None = None,
+                 tracks: list[Tracks] | None = None):
+        if frames.ndim != 5 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be an (N, T, H, W, C) uint8 array, got {frames.dtype}{frames.shape}")
+        if (audio is None) != (sample_rate is None):
+            raise ValueError("audio and sample_rate go together")
+        self.clips = frames
+        self.labels = labels
+        self.info = info
+        self.fps = fps
+        self._audio = audio
+        self.sample_rate = sample_rate
+        self._tracks = tracks
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def frames(self, index: int) -> np.ndarray:
+        return self.clips[index]
+
+    def audio(self, index: int) -> np.ndarray | None:
+        return None if self._audio is None else self._audio[index]
+
+    def tracks(self, index: int) -> Tracks | None:
+        return None if self._tracks is None else self._tracks[index]
+
+
 class Component:
     """Shared by every component class: a registry name and a parameter model."""
 
@@ -105,6 +181,12 @@ class Dataset(Component, abc.ABC):
     @abc.abstractmethod
     def split(self, name: str) -> ImageSplit:
         """Return the split called ``name`` (``"train"`` or ``"test"``)."""
+
+    def report(self) -> dict[str, Any]:
+        """Facts about the loaded data worth keeping with the run (for example
+        how many undecodable packets were skipped); recorded in the run's
+        info under ``data``. Called once the training split is loaded."""
+        return {}
 
 
 class Augmentation(Component, abc.ABC):
@@ -137,13 +219,33 @@ class Augmentation(Component, abc.ABC):
         """Number of channels of the views."""
 
 
+@dataclass
+class Sample:
+    """One sample as a pair sampler makes it: ``views`` are positives of each
+    other; ``label`` overrides the item's label (for example an object's
+    class); ``meta`` holds numbers about where the views come from (frame
+    times, patch positions, track ids), collated into ``Batch.meta``."""
+
+    views: list[torch.Tensor]
+    label: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
 class PairSampler(Component, abc.ABC):
     """Turns dataset items into views and says which views are positives.
 
-    For every sample it returns ``num_views`` views; views of one sample are
-    positives of each other, views of different samples are negatives.
+    Each dataset item gives ``group_size`` samples of ``num_views`` views.
+    Views of one sample are positives of each other; views of different
+    samples are negatives, including samples of the same item: a sampler
+    with ``group_size > 1`` draws the samples of an item so that they are
+    true negatives of each other (far-apart patches of one image, distant
+    times of one video, different objects of one clip).
+
+    A sampler implements ``sample`` (one sample per item) or ``sample_group``.
     Samplers must be picklable: they run inside DataLoader workers.
     """
+
+    group_size: int = 1
 
     def __init__(self, params: Params):
         self.params = params
@@ -152,20 +254,28 @@ class PairSampler(Component, abc.ABC):
     @abc.abstractmethod
     def num_views(self) -> int: ...
 
-    @abc.abstractmethod
     def sample(self, split: ImageSplit, index: int, augmentation: Augmentation) -> list[torch.Tensor]:
         """Return the views of sample ``index``."""
+        raise NotImplementedError(f"sampler {self.name!r} implements neither sample nor sample_group")
+
+    def sample_group(self, split: ImageSplit, index: int, augmentation: Augmentation) -> list[Sample]:
+        """Return the ``group_size`` samples of item ``index``."""
+        return [Sample(self.sample(split, index, augmentation))]
 
 
 @dataclass
 class Batch:
     """A training batch: ``views[v][b]`` is view ``v`` of sample ``b``; views of
-    the same sample are positives. ``index`` holds dataset indices (for memory
-    banks), ``label`` the labels (``-1`` unknown; never used for training)."""
+    the same sample are positives, views of different samples negatives.
+    ``index`` holds the dataset index of each sample's item (for memory
+    banks; samples of one item share it when the sampler's ``group_size`` is
+    above 1), ``label`` the labels (``-1`` unknown; never used for training),
+    ``meta`` the samplers' per-sample numbers (see :class:`Sample`)."""
 
     views: list[torch.Tensor]
     index: torch.Tensor
     label: torch.Tensor
+    meta: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device, non_blocking: bool = True, channels_last: bool = False) -> Batch:
         layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -174,6 +284,7 @@ class Batch:
                    for v in self.views],
             index=self.index.to(device, non_blocking=non_blocking),
             label=self.label.to(device, non_blocking=non_blocking),
+            meta={k: v.to(device, non_blocking=non_blocking) for k, v in self.meta.items()},
         )
 
     def __len__(self) -> int:
@@ -237,9 +348,10 @@ class TrainInfo:
 
     data: DataInfo
     num_views: int
-    batch_size: int  # global batch size
+    batch_size: int  # global batch size, in samples
     total_steps: int
-    dataset_size: int
+    dataset_size: int  # items in the training split
+    group_size: int = 1  # samples per item (see PairSampler)
 
 
 @dataclass
@@ -279,6 +391,15 @@ class Objective(Component, nn.Module):
                 f"{self.info.num_views}: set sampler.views to {count}{hint}."
             )
 
+    def require_one_sample_per_item(self, why: str) -> None:
+        """Raise a ``UserError`` when the sampler draws several samples from
+        one item (``group_size > 1``); ``why`` says what needs one."""
+        if self.info.group_size != 1:
+            raise UserError(
+                f"objective {self.name!r} needs one sample per dataset item ({why}), but the sampler draws "
+                f"{self.info.group_size}: use a sampler with one sample per item, such as 'crops'."
+            )
+
     def forward(self, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
         raise NotImplementedError
 
@@ -291,7 +412,9 @@ class Objective(Component, nn.Module):
 class EvalContext:
     """Everything an evaluator may use.
 
-    ``cache`` is shared by the evaluators of one evaluation, so features of a
+    Most evaluators measure ``encoder`` alone; those of a method's other
+    parts (the audio branch of an audio-video objective) find it in
+    ``objective``. ``cache`` is shared by the evaluators of one evaluation, so features of a
     split are extracted once (see :func:`sslx.features.extract`). Files an
     evaluator wants kept with the run (plots, tables) go to
     :meth:`artifact_path`; the host records them as the run's artifacts.
@@ -309,6 +432,7 @@ class EvalContext:
     seed: int = 0  # the run's seed, for evaluators that draw random numbers
     cache: dict[Any, Any] = field(default_factory=dict)
     artifacts: dict[str, Path] = field(default_factory=dict)
+    objective: Objective | None = None  # the trained objective (heads, other modalities' encoders), where known
 
     def artifact_path(self, name: str) -> Path:
         """A path in ``artifacts_dir`` for a file to keep with the run as the

@@ -27,7 +27,9 @@ def derive_seed(*keys: int) -> int:
 
 
 class ViewDataset(torch.utils.data.Dataset):
-    """Samples of a split as the pair sampler shapes them; fetched a batch at a time."""
+    """Samples of a split as the pair sampler shapes them; fetched a batch at a
+    time. Its length is the number of items: each gives the sampler's
+    ``group_size`` samples."""
 
     def __init__(self, split: ImageSplit, sampler: PairSampler, augmentation: Augmentation):
         self.split = split
@@ -40,11 +42,18 @@ class ViewDataset(torch.utils.data.Dataset):
     def __getitems__(self, keys: list[tuple[int, int]]) -> Batch:
         indices = [i for i, _ in keys]
         self.augmentation.seed(keys[0][1])
-        samples = [self.sampler.sample(self.split, i, self.augmentation) for i in indices]
-        views = [torch.stack([s[v] for s in samples]) for v in range(len(samples[0]))]
         labels = self.split.labels
-        label = torch.as_tensor(labels[indices] if labels is not None else np.full(len(indices), -1), dtype=torch.long)
-        return Batch(views=views, index=torch.as_tensor(indices, dtype=torch.long), label=label)
+        samples, items, label = [], [], []
+        for i in indices:
+            group = self.sampler.sample_group(self.split, i, self.augmentation)
+            samples += group
+            items += [i] * len(group)
+            item_label = int(labels[i]) if labels is not None else -1
+            label += [item_label if s.label is None else s.label for s in group]
+        views = [torch.stack([s.views[v] for s in samples]) for v in range(len(samples[0].views))]
+        meta = {k: torch.as_tensor(np.asarray([s.meta[k] for s in samples])) for k in samples[0].meta}
+        return Batch(views=views, index=torch.as_tensor(items, dtype=torch.long),
+                     label=torch.as_tensor(label, dtype=torch.long), meta=meta)
 
     def __getitem__(self, key: tuple[int, int]) -> Batch:
         return self.__getitems__([key])
@@ -92,7 +101,8 @@ def auto_workers(requested: int | str) -> int:
 def train_loader(
     dataset: ViewDataset, batch_size: int, seed: int, start_step: int, num_workers: int, pin_memory: bool
 ) -> DataLoader:
-    sampler = SeededBatchSampler(len(dataset), batch_size, seed, start_step)
+    """Batches of ``batch_size`` samples: ``batch_size / group_size`` items each."""
+    sampler = SeededBatchSampler(len(dataset), batch_size // dataset.sampler.group_size, seed, start_step)
     return DataLoader(
         dataset,
         batch_sampler=sampler,

@@ -28,7 +28,8 @@ EVAL_CHANGEABLE = ("dataset", "augmentation", "trainer")
 def load_trained(path: Path, host: Any, assignments: list[str] = ()) -> tuple[ResolvedExperiment, Parts, int]:
     """The experiment a checkpoint was trained with (``assignments`` applied:
     ``KEY=VALUE`` strings as in ``--set``), its components, and its step; the
-    encoder's weights are loaded with ``strict=True``."""
+    encoder's weights are loaded with ``strict=True``, the rest of the
+    objective's state where its shapes still fit."""
     state = ckpt.load(path)
     if not isinstance(state, dict) or "objective" not in state or "config" not in state:
         raise UserError(f"{path}: not an sslx training checkpoint (it has no 'objective' and 'config' entries).")
@@ -40,6 +41,11 @@ def load_trained(path: Path, host: Any, assignments: list[str] = ()) -> tuple[Re
     except RuntimeError as exc:
         raise UserError(f"{path}: the saved weights do not fit encoder {exp.config['encoder']}: {exc}. Was the "
                         f"encoder plugin changed since the run? Install the version the run used.") from None
+    # the objective's own parts too (heads, the audio branch of a two-modality method) for evaluators that
+    # use them; state sized by the data (a memory bank under another dataset) keeps its fresh values
+    own = parts.objective.state_dict()
+    rest = {k: v for k, v in state["objective"].items() if k in own and own[k].shape == v.shape}
+    parts.objective.load_state_dict(rest, strict=False)
     return exp, parts, int(state["step"])
 
 
@@ -61,7 +67,7 @@ class EvaluationJob:
             torch.set_num_threads(t.threads)
         device = pick_device(t.device)
         layout = torch.channels_last if t.channels_last else torch.contiguous_format
-        self.parts.encoder.to(device, memory_format=layout)
+        self.parts.objective.to(device, memory_format=layout)
         recorder.set_info("device", str(device))
         return run_evaluators([self.evaluator], eval_context(self.exp, self.parts, device), recorder, self.step)
 

@@ -120,12 +120,18 @@ def pick_device(requested: str) -> torch.device:
     return torch.device("cuda")
 
 
-def total_steps(t: TrainerParams, train_size: int) -> int:
-    per_epoch = train_size // t.batch_size
+def total_steps(t: TrainerParams, train_size: int, group_size: int = 1) -> int:
+    """Optimizer steps of a run over ``train_size`` items, each giving ``group_size`` samples."""
+    if t.batch_size % group_size:
+        raise UserError(
+            f"trainer.batch_size ({t.batch_size}) must be a multiple of the {group_size} samples the sampler "
+            f"draws from each item: set trainer.batch_size to {max(1, t.batch_size // group_size) * group_size}."
+        )
+    per_epoch = train_size // (t.batch_size // group_size)
     if per_epoch == 0:
         raise UserError(
-            f"trainer.batch_size ({t.batch_size}) is larger than the training split ({train_size} items): "
-            f"lower trainer.batch_size or use more data."
+            f"trainer.batch_size ({t.batch_size}) is larger than the training split ({train_size} items"
+            f"{f' of {group_size} samples' if group_size > 1 else ''}): lower trainer.batch_size or use more data."
         )
     steps = per_epoch * t.epochs
     return min(steps, t.max_steps) if t.max_steps else steps
@@ -173,13 +179,14 @@ def build(exp: ResolvedExperiment) -> Parts:
     views_info = replace(split.info, channels=augmentation.out_channels)
     info, params = exp.components["encoder"]
     encoder: Encoder = info.cls(params, views_info)  # type: ignore[call-arg]
-    steps = total_steps(exp.trainer, len(split))
+    steps = total_steps(exp.trainer, len(split), sampler.group_size)
     train_info = TrainInfo(
         data=views_info,
         num_views=sampler.num_views,
         batch_size=exp.trainer.batch_size,
         total_steps=steps,
         dataset_size=len(split),
+        group_size=sampler.group_size,
     )
     info, params = exp.components["objective"]
     objective: Objective = info.cls(params, encoder, train_info)  # type: ignore[call-arg]
@@ -199,6 +206,7 @@ def eval_context(exp: ResolvedExperiment, parts: Parts, device: torch.device) ->
         progress=t.progress,
         memory_format=torch.channels_last if t.channels_last else torch.contiguous_format,
         seed=exp.seed,
+        objective=parts.objective,
     )
 
 
@@ -317,6 +325,8 @@ def train(
     last_path = run_dir / ckpt.LAST if run_dir else None
     views_per_step = t.batch_size * parts.sampler.num_views
     recorder.set_info("total_steps", parts.total_steps)
+    if report := parts.dataset.report():
+        recorder.set_info("data", report)
     recorder.set_info("device", str(device))
 
     # -- 5. training loop -------------------------------------------------------

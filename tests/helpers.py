@@ -23,7 +23,6 @@ TINY = [
     "trainer.progress=false",
     "trainer.log_every=2",
     "trainer.checkpoint_every=3",
-    "evaluators.0.k=20",
 ]
 
 
@@ -38,7 +37,9 @@ TINY_EXTRA: dict[str, list[str]] = {
 
 
 def tiny_overrides(name: str) -> list[str]:
-    return TINY + TINY_EXTRA.get(name, [])
+    evaluators = json.loads((EXPERIMENTS / f"{name}.json").read_text()).get("evaluators", [])
+    knn = ["evaluators.0.k=20"] if evaluators and evaluators[0]["name"] == "knn" else []
+    return TINY + knn + TINY_EXTRA.get(name, [])
 
 
 def read_run(run_dir: Path) -> dict:

@@ -53,6 +53,7 @@ class NPID(sslx.Objective):
     def __init__(self, params: NPIDParams, encoder: sslx.Encoder, info: sslx.TrainInfo):
         super().__init__(params, encoder, info)
         self.head = nn.Linear(encoder.out_dim, params.embedding_dim)
+        self.require_one_sample_per_item("its memory bank keeps one entry per item")
         self.bank = MemoryBank(info.dataset_size, params.embedding_dim)
         if params.loss == "nce":  # log Z of the NCE loss: NaN until estimated from the first batch, then fixed
             self.register_buffer("nce_log_z", torch.tensor(float("nan")))

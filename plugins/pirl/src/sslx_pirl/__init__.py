@@ -58,6 +58,7 @@ class PIRL(sslx.Objective):
     def __init__(self, params: PIRLParams, encoder: sslx.Encoder, info: sslx.TrainInfo):
         super().__init__(params, encoder, info)
         self.require_views(2, " (the image and its jigsaw tiles)", " and use augmentation 'pirl'")
+        self.require_one_sample_per_item("its memory bank keeps one entry per item")
         d = params.embedding_dim
         tiles = params.grid * params.grid
         self.image_head = nn.Linear(encoder.out_dim, d)  # f
