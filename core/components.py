@@ -241,14 +241,22 @@ class PairSampler(Component, abc.ABC):
     true negatives of each other (far-apart patches of one image, distant
     times of one video, different objects of one clip).
 
-    A sampler implements ``sample`` (one sample per item) or ``sample_group``.
-    Samplers must be picklable: they run inside DataLoader workers.
+    A sampler implements ``sample`` (one sample per item) or ``sample_group``,
+    drawing its random choices from ``self.rng``. Samplers must be picklable:
+    they run inside DataLoader workers.
     """
 
     group_size: int = 1
 
     def __init__(self, params: Params):
         self.params = params
+        self.rng = np.random.default_rng(0)
+
+    def seed(self, seed: int) -> None:
+        """Reset ``self.rng``, the generator of the sampler's own random
+        choices (which patches, frames, objects); called by the host before
+        each batch, so seeded runs draw the same samples."""
+        self.rng = np.random.default_rng(seed)
 
     @property
     @abc.abstractmethod

@@ -42,6 +42,7 @@ class ViewDataset(torch.utils.data.Dataset):
     def __getitems__(self, keys: list[tuple[int, int]]) -> Batch:
         indices = [i for i, _ in keys]
         self.augmentation.seed(keys[0][1])
+        self.sampler.seed(derive_seed(keys[0][1], 2))
         labels = self.split.labels
         samples, items, label = [], [], []
         for i in indices:
