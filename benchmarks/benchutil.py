@@ -41,7 +41,8 @@ def seconds_per_step(host, experiment: Path, steps: int = 40) -> float:
     rec = MemoryRecorder()
     train(exp, host, rec)
     views_per_s = rec.metrics["train.views_per_s"][-1][1]  # the second window: past warm-up effects
-    views_per_step = exp.trainer.batch_size * exp.config["sampler"]["views"]
+    sampler, params = exp.components["sampler"]
+    views_per_step = exp.trainer.batch_size * sampler.cls(params).num_views
     return views_per_step / views_per_s
 
 

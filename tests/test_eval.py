@@ -127,3 +127,24 @@ def test_evaluators_chosen_in_the_experiment_run_at_the_end_of_training(tiny, ho
                                          "eval.layer.block2.linear_top1"}
     for name in rec["run"]["result"]:
         assert rec["metrics"][name]["steps"] == [3, 6]
+
+
+def test_a_loaded_run_brings_its_trained_heads_for_evaluators_that_use_them(pretrained, host):
+    """`sslx eval` rebuilds the whole objective: the encoder strictly, the rest
+    (MoCo's heads, key encoder and queue here) as trained, where the shapes fit."""
+    import torch
+
+    from sslx import checkpoint as ckpt
+    from sslx.runs import load_trained
+
+    saved = ckpt.load(pretrained / "checkpoint.pt")["objective"]
+    _, parts, _ = load_trained(pretrained / "checkpoint.pt", host)
+    loaded = parts.objective.state_dict()
+    assert loaded.keys() == saved.keys()
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    # state whose shape no longer fits (a smaller queue) keeps its fresh values; everything else still loads
+    _, small, _ = load_trained(pretrained / "checkpoint.pt", host, ["objective.queue_size=32"])
+    fresh = small.objective.state_dict()
+    assert fresh["queue.features"].shape[0] == 32 != saved["queue.features"].shape[0]
+    assert not torch.equal(fresh["queue.features"][:32], saved["queue.features"][:32])
+    assert all(torch.equal(fresh[k], saved[k]) for k in saved if k != "queue.features")
