@@ -9,7 +9,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 PLUGIN_ARGS = $$($(PY) -c 'import tomllib; print(" ".join("-e " + p["path"] for p in tomllib.load(open("plugins.toml", "rb"))["plugin"]))')
 
-.PHONY: setup data run test
+.PHONY: setup data espeak fashion-mnist run test
 
 setup: $(STAMP) data
 
@@ -20,8 +20,24 @@ $(STAMP): pyproject.toml plugins.toml $(PLUGIN_PROJECTS)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[test]" $(PLUGIN_ARGS)
 	touch $(STAMP)
 
-# Fashion-MNIST from Debian's dataset-fashion-mnist, unless SSLX_FASHION_MNIST_DIR points at the files.
-data:
+# Fashion-MNIST from Debian's dataset-fashion-mnist, unless SSLX_FASHION_MNIST_DIR points at the files;
+# espeak-ng for the talking digits; then `sslx data prepare all` fills the data folder ($SSLX_DATA_DIR or
+# ~/.cache/sslx) once: MNIST digits, the real video clips, the spoken digit names.
+data: $(STAMP) fashion-mnist espeak
+	$(VENV)/bin/sslx data prepare all
+
+espeak:
+	@command -v espeak-ng >/dev/null 2>&1 && exit 0; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q espeak-ng >/dev/null; } || \
+	  { echo "Could not install Debian's espeak-ng with apt-get." >&2; exit 1; }; \
+	else \
+	  echo "espeak-ng is missing: install it (it speaks the digit names of the talking-digits data)." >&2; exit 1; \
+	fi
+
+fashion-mnist:
 	@if [ -n "$$SSLX_FASHION_MNIST_DIR" ] || [ -f $(FMNIST) ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

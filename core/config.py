@@ -58,6 +58,8 @@ class TrainerParams(Params):
     log_every: int = Field(10, ge=1, description="Log train.* and collapse.* metrics every this many steps.")
     checkpoint_every: int = Field(200, ge=1, description="Write the resumable checkpoint every this many steps (always at the end).")
     eval_every: int | None = Field(None, ge=1, description="Also run the evaluators every this many steps (null: only at the end).")
+    eval_at_start: bool = Field(False, description="Also run the evaluators before the first step (logged at step 0): the "
+                                                   "untrained encoder's scores, the floor a run must beat.")
     eval_batch_size: int = Field(512, ge=1, description="Batch size for feature extraction in evaluators.")
     progress: bool = Field(True, description="Show progress bars.")
 

@@ -334,6 +334,8 @@ def train(
     host.run_started(run)
     train_start = time.perf_counter()
     try:
+        if t.eval_at_start and start_step == 0:  # the untrained encoder's scores: the floor to beat
+            run_evaluators(exp.evaluators, eval_context(exp, parts, device), recorder, 0, keep_files=False)
         batches = iter(loader)
         loss_sum = torch.zeros((), device=device)
         window, window_start = 0, time.perf_counter()

@@ -188,3 +188,4 @@ def test_a_run_records_the_dataset_report_and_trains_on_groups(host):
     train(exp, host, rec)
     assert rec.info["data"] == {"packets_skipped": 1, "files": {"a.avi": {"frames": 12}}}
     assert [s for s, _ in rec.metrics["train.loss"]] == [1, 2, 3]
+

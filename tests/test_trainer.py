@@ -125,3 +125,12 @@ def test_creating_loaders_leaves_the_global_rng_alone(tiny):
     for workers in (0, 1):
         next(iter(train_loader(dataset, 32, seed=0, start_step=0, num_workers=workers, pin_memory=False)))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_eval_at_start_logs_the_untrained_scores_at_step_0(tiny, host):
+    exp = tiny("simclr", "trainer.eval_at_start=true", "trainer.max_steps=2")
+    rec = MemoryRecorder()
+    train(exp, host, rec)
+    (s0, untrained), (s2, trained) = rec.metrics["eval.knn_top1"]
+    assert (s0, s2) == (0, 2) and 0 <= untrained <= 1 and 0 <= trained <= 1
+    assert [s for s, _ in rec.metrics["train.loss"]] == [2], "evaluating first does not shift the steps"
