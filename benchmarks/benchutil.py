@@ -46,13 +46,15 @@ def seconds_per_step(host, experiment: Path, steps: int = 40) -> float:
     return views_per_step / views_per_s
 
 
-def train_for_budget(host, experiment: Path, budget: float, runs_dir: Path, name: str) -> tuple[RunRecord, int]:
-    """Train a shipped experiment for about ``budget`` seconds: a short
-    calibration run measures the step time, then the schedule (warm-up and
-    cosine decay) is sized to the budget. Returns the recorded run and its steps."""
+def train_for_budget(host, experiment: Path, budget: float, runs_dir: Path, name: str,
+                     sets: list[str] = ()) -> tuple[RunRecord, int]:
+    """Train a shipped experiment (with ``sets`` applied) for about ``budget``
+    seconds: a short calibration run measures the step time, then the
+    schedule (warm-up and cosine decay) is sized to the budget. Returns the
+    recorded run and its steps."""
     steps = max(10, int(budget / seconds_per_step(host, experiment)))
     raw = apply_overrides(read_experiment(experiment), [f"trainer.max_steps={steps}", "trainer.epochs=1000",
-                                                        "trainer.progress=false"])
+                                                        "trainer.progress=false", *sets])
     exp = resolve(raw, host, source=str(experiment))
     return record_run(exp, host, runs_dir=runs_dir, name=name, experiment_file=experiment), steps
 
