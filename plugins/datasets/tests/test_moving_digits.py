@@ -112,3 +112,111 @@ def test_bad_arguments_say_what_to_do(source, kwargs, message):
     images, labels = source
     with pytest.raises(ValueError, match=message):
         moving_digits(images, labels, num_clips=1, **kwargs)
+
+
+def digest(*arrays: np.ndarray) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("compose,expected", [
+    ("max", "4f6824c80397be19434643be7ca09492e8b2606165ffd83a569fa9288556a02a"),
+    ("over", "a6e509c557b5c6d19fd5e94bfd288d69f2a209aeb6e69d290ff9ff1e3099dc55"),
+])
+def test_without_rotation_and_scaling_the_clips_are_those_of_the_first_version(source, compose, expected):
+    """The digests were taken from the generator before rotation and scale existed."""
+    images, labels = source
+    clips = moving_digits(images, labels, num_clips=5, length=12, canvas=48, num_objects=3, speed=(1, 4),
+                          compose=compose, seed=11)
+    assert digest(clips.frames, clips.boxes, clips.sources, clips.visible) == expected
+    assert (clips.angles == 0).all() and (clips.scales == 1).all()
+
+
+def rotate_reference(image: np.ndarray, angle: float) -> np.ndarray:
+    """Counter-clockwise rotation about the centre, nearest neighbour, float64:
+    output pixel (x, y) takes the source pixel at R(angle) applied to its offset
+    from the centre (y grows downwards, so this turns the picture counter-clockwise)."""
+    h, w = image.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    a = np.deg2rad(angle)
+    sx = cx + (x - cx) * np.cos(a) - (y - cy) * np.sin(a)
+    sy = cy + (x - cx) * np.sin(a) + (y - cy) * np.cos(a)
+    sx, sy = np.rint(sx).astype(int), np.rint(sy).astype(int)
+    ok = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
+    out = np.zeros((h, w))
+    out[ok] = image[sy[ok], sx[ok]]
+    return out
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel().astype(np.float64), b.ravel())[0, 1])
+
+
+def test_rotating_digits_turn_smoothly_by_the_recorded_angle(source):
+    images, labels = source
+    clips = moving_digits(images, labels, num_clips=4, length=24, canvas=48, num_objects=1, rotation=40, seed=5)
+    assert np.abs(clips.angles).max() <= 40 and np.abs(clips.angles).max() > 20
+    assert np.abs(np.diff(clips.angles, axis=1)).max() <= 40 * 2 * np.pi / 16 + 1e-4  # at most the fastest sine's slope
+    for i in range(4):
+        image = images[clips.sources[i, 0]]
+        for t in range(0, 24, 3):
+            x0, y0, x1, y1 = clips.boxes[i, t, 0]
+            assert (x1 - x0, y1 - y0) == (28, 28)
+            drawn, angle = clips.frames[i, t, y0:y1, x0:x1], float(clips.angles[i, t, 0])
+            assert correlation(drawn, rotate_reference(image, angle)) > 0.9
+            if abs(angle) > 15:  # the direction is right, not only the amount
+                assert correlation(drawn, rotate_reference(image, angle)) > correlation(drawn, rotate_reference(image, -angle))
+
+
+@pytest.mark.parametrize("compose", ["max", "over"])
+def test_scaled_and_turned_digits_stay_inside_their_exact_boxes(source, compose):
+    images, labels = source
+    clips = moving_digits(images, labels, num_clips=6, length=20, canvas=56, num_objects=2, speed=(1, 4),
+                          compose=compose, seed=4, rotation=30, scale=(0.6, 1.5))
+    assert clips.scales.min() >= 0.6 and clips.scales.max() <= 1.5 and np.ptp(clips.scales) > 0.5
+    assert np.abs(np.diff(clips.scales, axis=1)).max() <= 0.45 * 2 * np.pi / 16 + 1e-4  # smooth
+    size = clips.boxes[..., 2:] - clips.boxes[..., :2]
+    assert np.array_equal(size[..., 0], np.rint(28 * clips.scales)) and np.array_equal(size[..., 0], size[..., 1])
+    assert (clips.boxes >= 0).all() and (clips.boxes <= 56).all()
+    inside = np.zeros(clips.frames.shape, dtype=bool)
+    for i, t, k in np.ndindex(*clips.visible.shape):
+        x0, y0, x1, y1 = clips.boxes[i, t, k]
+        inside[i, t, y0:y1, x0:x1] = True
+    assert (clips.frames[~inside] == 0).all()
+    # the ink of a lone object fills its box's middle as the source fills the image's: centred, at its size
+    lone = moving_digits(images, labels, num_clips=6, length=20, canvas=56, num_objects=1, seed=4, scale=(0.6, 1.5))
+    for i in range(6):
+        image = images[lone.sources[i, 0]].astype(np.float64)
+        for t in (0, 10, 19):
+            x0, y0, x1, y1 = lone.boxes[i, t, 0]
+            drawn = lone.frames[i, t, y0:y1, x0:x1].astype(np.float64)
+            ys, xs = np.mgrid[0:y1 - y0, 0:x1 - x0]
+            centre = np.array([(drawn * ys).sum(), (drawn * xs).sum()]) / drawn.sum() / (y1 - y0)
+            ys, xs = np.mgrid[0:28, 0:28]
+            expected = np.array([(image * ys).sum(), (image * xs).sum()]) / image.sum() / 28
+            np.testing.assert_allclose(centre, expected, atol=0.04)
+            assert drawn.sum() == pytest.approx(image.sum() * ((x1 - x0) / 28) ** 2, rel=0.1)  # mass scales with area
+
+
+def test_motion_does_not_depend_on_rotation(source):
+    images, labels = source
+    plain = moving_digits(images, labels, num_clips=3, length=12, seed=9)
+    turned = moving_digits(images, labels, num_clips=3, length=12, seed=9, rotation=45)
+    assert np.array_equal(plain.boxes, turned.boxes) and np.array_equal(plain.sources, turned.sources)
+    assert not np.array_equal(plain.frames, turned.frames)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"scale": (1.2, 0.8)}, "scale must be a range"),
+    ({"rotation": -5}, "rotation is the largest angle"),
+    ({"canvas": 40, "scale": (1, 1.5)}, r"smaller than the 28x28 images at scale 1.5 \(42x42\)"),
+])
+def test_bad_rotation_or_scale_say_what_to_do(source, kwargs, message):
+    images, labels = source
+    with pytest.raises(ValueError, match=message):
+        moving_digits(images, labels, num_clips=1, **kwargs)

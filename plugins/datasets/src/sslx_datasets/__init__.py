@@ -1,4 +1,6 @@
-"""Image datasets: Fashion-MNIST from local files, and folders of your own images."""
+"""Datasets: Fashion-MNIST from local files, folders of your own images,
+MNIST digits and clips made of them (moving, talking), and real video files;
+plus ``sslx data`` to prepare the data folder they read."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 
 import sslx
+from sslx_datasets.commands import data
+from sslx_datasets.digits import MNIST, MovingDigits, TalkingDigits
+from sslx_datasets.video import VideoFolder
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FILES = {
@@ -207,3 +212,12 @@ class ImageFolder(sslx.Dataset):
 def sslx_register_datasets(register):
     register(FashionMNIST)
     register(ImageFolder)
+    register(MNIST)
+    register(MovingDigits)
+    register(TalkingDigits)
+    register(VideoFolder)
+
+
+@sslx.hookimpl
+def sslx_register_commands(cli):
+    cli.add_command(data)

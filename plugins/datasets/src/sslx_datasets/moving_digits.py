@@ -9,6 +9,9 @@ visible. Video, tracking and audio-video samplers are tested on these clips.
     clips.frames.shape   # (100, 20, 64, 64) uint8
     clips.boxes[i, t, k] # (x0, y0, x1, y1) of object k in frame t of clip i (x1, y1 exclusive)
 
+Objects may also turn and change size smoothly over time (``rotation``,
+``scale``); their boxes stay exact: the square the transformed image fills.
+
 Clip ``i`` depends only on ``(seed, i)`` and the other arguments, not on
 ``num_clips``: a larger set starts with the clips of a smaller one.
 """
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 Compose = Literal["max", "over"]
 
@@ -30,14 +34,17 @@ class Clips:
     Attributes:
         frames: ``(N, T, H, W)`` uint8 frames.
         boxes: ``(N, T, K, 4)`` int32 ``(x0, y0, x1, y1)``: where object ``k``'s
-            source image (its full square) lies in frame ``t``; ``x1``, ``y1``
-            exclusive; always inside the canvas.
+            image (its full square, scaled and turned as in frame ``t``) lies
+            in frame ``t``; ``x1``, ``y1`` exclusive; always inside the canvas.
         sources: ``(N, K)`` index of each object's source image.
         classes: ``(N, K)`` label of each object's source image.
         visible: ``(N, T, K)`` fraction of the object's ink pixels (source
             pixels above zero) that are its own in the frame: 1 with
             ``compose="max"``; with ``"over"``, the part not covered by the
             ink of objects drawn after it.
+        angles: ``(N, T, K)`` each object's rotation in degrees (counter-clockwise).
+        scales: ``(N, T, K)`` each object's size relative to its source image
+            (before rounding the box to whole pixels).
     """
 
     frames: np.ndarray
@@ -45,6 +52,8 @@ class Clips:
     sources: np.ndarray
     classes: np.ndarray
     visible: np.ndarray
+    angles: np.ndarray
+    scales: np.ndarray
 
     @property
     def ids(self) -> np.ndarray:
@@ -66,6 +75,26 @@ def trajectory(start: np.ndarray, velocity: np.ndarray, length: int, limit: np.n
     return np.where(limit[None, :] > 0, pos, 0.0)
 
 
+def oscillation(rng: np.random.Generator, length: int) -> np.ndarray:
+    """A smooth curve in ``[-1, 1]`` over ``length`` frames: a sine with a
+    random phase and a random period of 16 to 48 frames."""
+    period, phase = rng.uniform(16, 48), rng.uniform(0, 2 * np.pi)
+    return np.sin(2 * np.pi * np.arange(length) / period + phase)
+
+
+def transform(image: np.ndarray, size: tuple[int, int], angle: float) -> np.ndarray:
+    """``image`` resized to ``size`` (height, width), then turned by ``angle``
+    degrees about its centre inside that rectangle (ink leaving it is cut)."""
+    if size == image.shape and angle == 0:
+        return image
+    im = Image.fromarray(image)
+    if size != image.shape:
+        im = im.resize((size[1], size[0]), Image.BILINEAR)
+    if angle != 0:
+        im = im.rotate(angle, resample=Image.BILINEAR)
+    return np.asarray(im)
+
+
 def moving_digits(
     images: np.ndarray,
     labels: np.ndarray,
@@ -76,6 +105,8 @@ def moving_digits(
     speed: tuple[float, float] = (1.0, 3.0),
     compose: Compose = "max",
     seed: int = 0,
+    rotation: float = 0.0,
+    scale: tuple[float, float] = (1.0, 1.0),
 ) -> Clips:
     """Generate clips of ``num_objects`` source images moving on a canvas.
 
@@ -83,7 +114,11 @@ def moving_digits(
     a uniform random position, moves in a uniform random direction at a speed
     drawn from ``speed`` (pixels per frame), and bounces off the canvas
     edges, so its whole square stays inside the canvas. Positions are
-    rounded to whole pixels for drawing.
+    rounded to whole pixels for drawing. With ``rotation`` or ``scale``,
+    each object also turns and grows or shrinks smoothly (sines of random
+    phase and period); its box is centred where the square of its largest
+    size would be. These draw from their own random stream, so the motion
+    of a clip is the same with them on or off (for the same largest size).
 
     Args:
         images: ``(M, h, w)`` uint8 source images (black background), e.g.
@@ -97,6 +132,9 @@ def moving_digits(
             MNIST); ``"over"``: objects are drawn in order, and an object's
             ink (pixels above zero) covers what was drawn before.
         seed: seed of every random choice.
+        rotation: largest angle (degrees) an object turns away from upright;
+            0: no rotation.
+        scale: range ``(low, high)`` of object sizes relative to the images.
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -104,10 +142,17 @@ def moving_digits(
         raise ValueError(f"images must be (M, h, w) uint8, got {images.dtype}{images.shape}")
     if len(labels) != len(images):
         raise ValueError(f"labels ({len(labels)}) and images ({len(images)}) differ in length")
+    lo_scale, hi_scale = scale
+    if not 0 < lo_scale <= hi_scale:
+        raise ValueError(f"scale must be a range (low, high) with 0 < low <= high, got {scale}")
+    if rotation < 0:
+        raise ValueError(f"rotation is the largest angle in degrees, >= 0, got {rotation}")
     h, w = images.shape[1:]
-    if canvas < max(h, w):
-        raise ValueError(f"the canvas ({canvas} px) is smaller than the {h}x{w} images: use a canvas of at least "
-                         f"{max(h, w)} px")
+    big_h, big_w = round(h * hi_scale), round(w * hi_scale)  # an object's largest size
+    if canvas < max(big_h, big_w):
+        scaled = f" at scale {hi_scale} ({big_h}x{big_w})" if hi_scale != 1 else ""
+        raise ValueError(f"the canvas ({canvas} px) is smaller than the {h}x{w} images{scaled}: use a canvas of at "
+                         f"least {max(big_h, big_w)} px")
     if num_clips < 1 or length < 1 or num_objects < 1:
         raise ValueError(f"num_clips, length and num_objects must be >= 1, got {num_clips}, {length}, {num_objects}")
     lo, hi = speed
@@ -116,37 +161,51 @@ def moving_digits(
     if compose not in ("max", "over"):
         raise ValueError(f"compose must be 'max' or 'over', got {compose!r}")
 
-    limit = np.array([canvas - w, canvas - h], dtype=np.float64)  # (x, y) range of the top-left corner
+    limit = np.array([canvas - big_w, canvas - big_h], dtype=np.float64)  # (x, y) range of the largest square's corner
     frames = np.zeros((num_clips, length, canvas, canvas), dtype=np.uint8)
     boxes = np.zeros((num_clips, length, num_objects, 4), dtype=np.int32)
     sources = np.zeros((num_clips, num_objects), dtype=np.int64)
     visible = np.ones((num_clips, length, num_objects), dtype=np.float32)
-    ink = images > 0
+    angles = np.zeros((num_clips, length, num_objects), dtype=np.float32)
+    scales = np.ones((num_clips, length, num_objects), dtype=np.float32)
     for i in range(num_clips):
         rng = np.random.default_rng([seed, i])
+        turn = np.random.default_rng([seed, i, 1])  # rotation and scale: their own stream
         sources[i] = rng.integers(0, len(images), num_objects)
         for k in range(num_objects):
             start = rng.uniform(0, 1, 2) * limit
             angle = rng.uniform(0, 2 * np.pi)
             velocity = rng.uniform(lo, hi) * np.array([np.cos(angle), np.sin(angle)])
             xy = np.rint(trajectory(start, velocity, length, limit)).astype(np.int32)
-            boxes[i, :, k] = np.concatenate([xy, xy + np.array([w, h])], axis=1)
+            angles[i, :, k] = rotation * oscillation(turn, length)
+            scales[i, :, k] = lo_scale + (hi_scale - lo_scale) * (0.5 + 0.5 * oscillation(turn, length))
+            size = np.stack([np.rint(w * scales[i, :, k]), np.rint(h * scales[i, :, k])], axis=1).astype(np.int32)
+            corner = xy + (np.array([big_w, big_h]) - size) // 2  # centred in the largest square
+            boxes[i, :, k] = np.concatenate([corner, corner + size], axis=1)
         for t in range(length):
-            frame = frames[i, t]
-            owner = np.full((canvas, canvas), -1)  # which object's ink a pixel shows ("over")
-            for k in range(num_objects):
-                x0, y0, x1, y1 = boxes[i, t, k]
-                image = images[sources[i, k]]
-                if compose == "max":
-                    np.maximum(frame[y0:y1, x0:x1], image, out=frame[y0:y1, x0:x1])
-                else:
-                    m = ink[sources[i, k]]
-                    frame[y0:y1, x0:x1][m] = image[m]
-                    owner[y0:y1, x0:x1][m] = k
-            if compose == "over":
-                for k in range(num_objects):
-                    x0, y0, x1, y1 = boxes[i, t, k]
-                    m = ink[sources[i, k]]
-                    total = m.sum()
-                    visible[i, t, k] = (owner[y0:y1, x0:x1][m] == k).sum() / total if total else 1.0
-    return Clips(frames=frames, boxes=boxes, sources=sources, classes=labels[sources], visible=visible)
+            draw_frame(frames[i, t], boxes[i, t], [
+                transform(images[sources[i, k]], (y1 - y0, x1 - x0), float(angles[i, t, k]))
+                for k, (x0, y0, x1, y1) in enumerate(boxes[i, t])
+            ], compose, visible[i, t])
+    return Clips(frames=frames, boxes=boxes, sources=sources, classes=labels[sources], visible=visible,
+                 angles=angles, scales=scales)
+
+
+def draw_frame(frame: np.ndarray, boxes: np.ndarray, objects: list[np.ndarray], compose: Compose,
+               visible: np.ndarray) -> None:
+    """Draw ``objects`` (their images as transformed for this frame) into
+    their ``boxes`` of ``frame``, in order; with ``"over"``, fill ``visible``
+    with the fraction of each object's ink left uncovered."""
+    owner = np.full(frame.shape, -1)  # which object's ink a pixel shows ("over")
+    for k, ((x0, y0, x1, y1), image) in enumerate(zip(boxes, objects)):
+        if compose == "max":
+            np.maximum(frame[y0:y1, x0:x1], image, out=frame[y0:y1, x0:x1])
+        else:
+            m = image > 0
+            frame[y0:y1, x0:x1][m] = image[m]
+            owner[y0:y1, x0:x1][m] = k
+    if compose == "over":
+        for k, ((x0, y0, x1, y1), image) in enumerate(zip(boxes, objects)):
+            m = image > 0
+            total = m.sum()
+            visible[k] = (owner[y0:y1, x0:x1][m] == k).sum() / total if total else 1.0
