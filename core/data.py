@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from sslx.components import Augmentation, Batch, ImageSplit, PairSampler
+from sslx.errors import UserError
 
 
 def derive_seed(*keys: int) -> int:
@@ -82,6 +83,16 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
                 chunk = order[b * self.batch_size : (b + 1) * self.batch_size]
                 yield [(i, batch_seed) for i in chunk]
             epoch, first = epoch + 1, 0
+
+
+def worker_user_error(exc: UserError) -> UserError:
+    """A ``UserError`` raised in a loader worker reaches the main process with
+    the worker's traceback in its message (torch re-raises it that way); keep
+    only the paragraph meant for the user."""
+    text, marker = str(exc), f"{UserError.__module__}.{UserError.__name__}: "
+    if "Original Traceback" in text and marker in text:
+        return UserError(text.rsplit(marker, 1)[1].strip())
+    return exc
 
 
 def _identity(batch: Batch) -> Batch:

@@ -39,7 +39,7 @@ from sslx.components import (
     TrainInfo,
 )
 from sslx.config import ResolvedExperiment, TrainerParams
-from sslx.data import ViewDataset, auto_workers, train_loader
+from sslx.data import ViewDataset, auto_workers, train_loader, worker_user_error
 from sslx.errors import TrainingDiverged, UserError
 
 
@@ -347,6 +347,8 @@ def train(
             for step in range(start_step + 1, parts.total_steps + 1):
                 try:
                     batch: Batch = next(batches).to(device, channels_last=t.channels_last)
+                except UserError as exc:  # a sampler or dataset refusing the data, maybe inside a worker
+                    raise worker_user_error(exc) from None
                 except RuntimeError:
                     if stop["stop"]:  # a worker went down with the Ctrl-C
                         break

@@ -189,3 +189,30 @@ def test_a_run_records_the_dataset_report_and_trains_on_groups(host):
     assert rec.info["data"] == {"packets_skipped": 1, "files": {"a.avi": {"frames": 12}}}
     assert [s for s, _ in rec.metrics["train.loss"]] == [1, 2, 3]
 
+
+
+class Refusing(Rows):
+    """Refuses every item, as a sampler does with data it cannot use."""
+
+    name = "refusing_test"
+
+    def sample_group(self, split, index, augmentation):
+        raise UserError("sampler 'refusing_test' needs clips with audio, but dataset 'x' has none: use talking_digits.")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_sampler_refusing_the_data_is_one_paragraph_even_from_a_worker(host, workers):
+    class Plugin(GroupsPlugin):
+        @sslx.hookimpl
+        def sslx_register_pair_samplers(self, register):
+            register(Refusing)
+
+    host.add_plugin(Plugin(), "refusing_test")
+    exp = resolve({
+        "dataset": {"name": "reporting_test"}, "augmentation": {"name": "raw_test"}, "sampler": {"name": "refusing_test"},
+        "encoder": {"name": "flat_test"}, "objective": {"name": "simclr"}, "evaluators": [],
+        "trainer": {"batch_size": 4, "max_steps": 1, "num_workers": workers, "progress": False},
+    }, host)
+    with pytest.raises(UserError) as caught:
+        train(exp, host, MemoryRecorder())
+    assert str(caught.value) == "sampler 'refusing_test' needs clips with audio, but dataset 'x' has none: use talking_digits."
