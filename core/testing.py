@@ -20,11 +20,37 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
-from sslx.components import KINDS, Batch, Component, Objective, ObjectiveOutput
+from sslx.components import KINDS, Augmentation, Batch, Component, Objective, ObjectiveOutput
 
-__all__ = ["check_component", "check_objective", "random_batch", "train_step"]
+__all__ = ["PixelViews", "check_component", "check_objective", "random_batch", "train_step"]
+
+
+class PixelViews(Augmentation):
+    """An augmentation that changes nothing: every view, and the evaluation
+    view, is the image's pixels as a float32 ``(C, H, W)`` tensor with the
+    values kept (0-255). Sampler tests use it to trace each view back to the
+    pixels it was cut from::
+
+        views = PixelViews(sslx.NoParams(), split.info)
+    """
+
+    name = "pixel_views"
+
+    def seed(self, seed: int) -> None:
+        pass
+
+    def view(self, image: np.ndarray, view: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1).contiguous()
+
+    def eval(self, image: np.ndarray) -> torch.Tensor:
+        return self.view(image, 0)
+
+    @property
+    def out_channels(self) -> int:
+        return self.data.channels
 
 
 def random_batch(num_views: int = 2, batch_size: int = 4, size: int = 8, channels: int = 1,

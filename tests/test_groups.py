@@ -16,28 +16,10 @@ import sslx
 from sslx.config import TrainerParams, resolve
 from sslx.data import ViewDataset, train_loader
 from sslx.errors import UserError
+from sslx.testing import PixelViews
 from sslx.trainer import MemoryRecorder, total_steps, train
 
 INFO = sslx.DataInfo(channels=1, image_size=(4, 4), mean=(0.0,), std=(1.0,), num_classes=3)
-
-
-class Raw(sslx.Augmentation):
-    """Pixels as floats, unchanged: views can be traced back to their source."""
-
-    name = "raw_test"
-
-    def seed(self, seed):
-        pass
-
-    def view(self, image, view):
-        return torch.as_tensor(image, dtype=torch.float32).permute(2, 0, 1).contiguous()
-
-    def eval(self, image):
-        return self.view(image, 0)
-
-    @property
-    def out_channels(self):
-        return 1
 
 
 class Rows(sslx.PairSampler):
@@ -74,7 +56,7 @@ def split(n=12):
 
 
 def test_a_group_becomes_consecutive_samples_with_their_meta_and_labels():
-    data = ViewDataset(split(), Rows(Rows.Params(size=3)), Raw(sslx.NoParams(), INFO))
+    data = ViewDataset(split(), Rows(Rows.Params(size=3)), PixelViews(sslx.NoParams(), INFO))
     batch = data.__getitems__([(5, 11), (2, 11)])
     assert len(batch) == 6 and [v.shape for v in batch.views] == [(6, 4, 1)] * 2
     assert batch.index.tolist() == [5, 5, 5, 2, 2, 2]
@@ -89,7 +71,7 @@ def test_a_group_becomes_consecutive_samples_with_their_meta_and_labels():
 
 def test_sampler_choices_follow_the_batch_seed_and_survive_pickling():
     sampler = Rows(Rows.Params(size=2))
-    data = ViewDataset(split(), sampler, Raw(sslx.NoParams(), INFO))
+    data = ViewDataset(split(), sampler, PixelViews(sslx.NoParams(), INFO))
     keys = [(i, 123) for i in range(12)]
     first = data.__getitems__(keys).meta["row"]
     again = pickle.loads(pickle.dumps(data)).__getitems__(keys).meta["row"]
@@ -99,7 +81,7 @@ def test_sampler_choices_follow_the_batch_seed_and_survive_pickling():
 
 
 def test_the_loader_draws_batch_size_over_group_size_items():
-    data = ViewDataset(split(), Rows(Rows.Params(size=2)), Raw(sslx.NoParams(), INFO))
+    data = ViewDataset(split(), Rows(Rows.Params(size=2)), PixelViews(sslx.NoParams(), INFO))
     batch = next(iter(train_loader(data, 8, seed=0, start_step=0, num_workers=0, pin_memory=False)))
     assert len(batch) == 8 and len(set(batch.index.tolist())) == 4
 
@@ -169,7 +151,7 @@ class GroupsPlugin:
 
     @sslx.hookimpl
     def sslx_register_augmentations(self, register):
-        register(Raw)
+        register(PixelViews)
 
     @sslx.hookimpl
     def sslx_register_encoders(self, register):
@@ -179,7 +161,7 @@ class GroupsPlugin:
 def test_a_run_records_the_dataset_report_and_trains_on_groups(host):
     host.add_plugin(GroupsPlugin(), "groups_test")
     exp = resolve({
-        "dataset": {"name": "reporting_test"}, "augmentation": {"name": "raw_test"},
+        "dataset": {"name": "reporting_test"}, "augmentation": {"name": "pixel_views"},
         "sampler": {"name": "rows_test", "size": 2}, "encoder": {"name": "flat_test"},
         "objective": {"name": "simclr"}, "evaluators": [],
         "trainer": {"batch_size": 8, "max_steps": 3, "num_workers": 0, "progress": False, "log_every": 1},
@@ -209,7 +191,7 @@ def test_a_sampler_refusing_the_data_is_one_paragraph_even_from_a_worker(host, w
 
     host.add_plugin(Plugin(), "refusing_test")
     exp = resolve({
-        "dataset": {"name": "reporting_test"}, "augmentation": {"name": "raw_test"}, "sampler": {"name": "refusing_test"},
+        "dataset": {"name": "reporting_test"}, "augmentation": {"name": "pixel_views"}, "sampler": {"name": "refusing_test"},
         "encoder": {"name": "flat_test"}, "objective": {"name": "simclr"}, "evaluators": [],
         "trainer": {"batch_size": 4, "max_steps": 1, "num_workers": workers, "progress": False},
     }, host)

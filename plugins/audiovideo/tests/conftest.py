@@ -17,25 +17,7 @@ import pytest
 import torch
 
 import sslx
-
-
-class Identity(sslx.Augmentation):
-    """Views that are the frame itself as float32 ``(C, H, W)``, unchanged."""
-
-    name = "identity"
-
-    def seed(self, seed: int) -> None:
-        pass
-
-    def view(self, image: np.ndarray, view: int) -> torch.Tensor:
-        return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)
-
-    def eval(self, image: np.ndarray) -> torch.Tensor:
-        return self.view(image, 0)
-
-    @property
-    def out_channels(self) -> int:
-        return 1
+from sslx.testing import PixelViews
 
 
 class Clips(sslx.Dataset):
@@ -90,8 +72,8 @@ def decode_sound() -> Callable[[np.ndarray, sslx.ArrayClips], tuple[np.ndarray, 
 
 
 @pytest.fixture
-def identity() -> Identity:
-    return Identity(sslx.NoParams(), info())
+def identity() -> PixelViews:
+    return PixelViews(sslx.NoParams(), info())
 
 
 @pytest.fixture

@@ -16,27 +16,8 @@ import torch
 import sslx
 import sslx_frames
 from sslx.data import ViewDataset
-from sslx.testing import check_component
+from sslx.testing import PixelViews, check_component
 from sslx_frames import Frames, draw_times, frames_needed
-
-
-class Identity(sslx.Augmentation):
-    """Views are the frame itself as a float tensor ``(C, h, w)``: pixel values kept."""
-
-    name = "identity"
-
-    def seed(self, seed: int) -> None:
-        pass
-
-    def view(self, image: np.ndarray, view: int) -> torch.Tensor:
-        return torch.tensor(image).permute(2, 0, 1).float()
-
-    def eval(self, image: np.ndarray) -> torch.Tensor:
-        return self.view(image, 0)
-
-    @property
-    def out_channels(self) -> int:
-        return self.data.channels
 
 
 INFO = sslx.DataInfo(channels=2, image_size=(4, 4), mean=(0.0, 0.0), std=(1.0, 1.0), num_classes=3)
@@ -75,7 +56,7 @@ def test_samples_satisfy_the_definition(length, window, min_offset, gap, pairs):
     split = timed_clips(40, length)
     sampler = Frames(Frames.Params(window=window, min_offset=min_offset, gap=gap, pairs=pairs))
     assert sampler.group_size == pairs and sampler.num_views == 2
-    augmentation = Identity(sslx.NoParams(), INFO)
+    augmentation = PixelViews(sslx.NoParams(), INFO)
     offsets = set()
     for index in range(len(split)):
         sampler.seed(100 + index)
@@ -129,7 +110,7 @@ def test_batches_collate_meta_and_are_reproducible_per_batch_seed():
     share its index and label, meta becomes tensors (B, 2) and (B,); the
     same batch seed gives the same batch, other seeds other ones."""
     split = timed_clips(6, 24)
-    dataset = ViewDataset(split, Frames(Frames.Params(pairs=3, gap=5)), Identity(sslx.NoParams(), INFO))
+    dataset = ViewDataset(split, Frames(Frames.Params(pairs=3, gap=5)), PixelViews(sslx.NoParams(), INFO))
     keys = [(i, 11) for i in (4, 1)]
     batch = dataset.__getitems__(keys)
     assert batch.index.tolist() == [4, 4, 4, 1, 1, 1] and batch.label.tolist() == [1, 1, 1, 1, 1, 1]
@@ -159,7 +140,7 @@ def test_generated_moving_digits():
     sampler = Frames(Frames.Params(window=3, gap=5, pairs=2))
     for index in range(6):
         sampler.seed(index)
-        for sample in sampler.sample_group(split, index, Identity(sslx.NoParams(), info)):
+        for sample in sampler.sample_group(split, index, PixelViews(sslx.NoParams(), info)):
             t0, t1 = sample.meta["frames"].tolist()
             assert torch.equal(sample.views[0][0], torch.tensor(clips.frames[index, t0], dtype=torch.float32))
             assert torch.equal(sample.views[1][0], torch.tensor(clips.frames[index, t1], dtype=torch.float32))
@@ -170,7 +151,7 @@ def test_generated_moving_digits():
 def test_image_datasets_are_a_user_error():
     images = sslx.ArraySplit(np.zeros((3, 4, 4, 2), dtype=np.uint8), None, INFO)
     with pytest.raises(sslx.UserError) as err:
-        Frames(Frames.Params()).sample_group(images, 0, Identity(sslx.NoParams(), INFO))
+        Frames(Frames.Params()).sample_group(images, 0, PixelViews(sslx.NoParams(), INFO))
     assert str(err.value) == ("sampler 'frames' draws frames of video clips, but the dataset's split (ArraySplit) "
                               "holds still images: use a video dataset such as 'moving_digits' or "
                               "'video_folder', or an image sampler such as 'crops'.")
@@ -178,9 +159,9 @@ def test_image_datasets_are_a_user_error():
 
 def test_clips_too_short_are_a_user_error():
     split = timed_clips(2, 8)
-    Frames(Frames.Params(pairs=1)).sample_group(split, 1, Identity(sslx.NoParams(), INFO))
+    Frames(Frames.Params(pairs=1)).sample_group(split, 1, PixelViews(sslx.NoParams(), INFO))
     with pytest.raises(sslx.UserError) as err:
-        Frames(Frames.Params()).sample_group(split, 1, Identity(sslx.NoParams(), INFO))
+        Frames(Frames.Params()).sample_group(split, 1, PixelViews(sslx.NoParams(), INFO))
     assert str(err.value) == (
         "sampler 'frames': clip 1 of the dataset (ArrayClips) has 8 frames, but 2 samples of two frames at least 1 "
         "apart (min_offset), each at least 6 frames from the others (gap), need 9: lower sampler.pairs, sampler.gap "
@@ -206,7 +187,7 @@ def test_params_reject_invalid_values(bad):
 def test_picklable_conforming_and_registered():
     sampler = pickle.loads(pickle.dumps(Frames(Frames.Params(pairs=3))))
     sampler.seed(0)
-    assert len(sampler.sample_group(timed_clips(1, 30), 0, Identity(sslx.NoParams(), INFO))) == 3
+    assert len(sampler.sample_group(timed_clips(1, 30), 0, PixelViews(sslx.NoParams(), INFO))) == 3
     check_component(Frames, "sampler")
     p = Frames.Params()
     assert (p.window, p.min_offset, p.gap, p.pairs) == (2, 1, 6, 2)

@@ -17,27 +17,8 @@ import torch
 import sslx
 import sslx_patches
 from sslx.data import ViewDataset
-from sslx.testing import check_component
+from sslx.testing import PixelViews, check_component
 from sslx_patches import Patches, cell_corners, cell_distances, draw_layout, find_layout
-
-
-class Identity(sslx.Augmentation):
-    """Views are the patch itself as a float tensor ``(C, h, w)``: pixel values kept."""
-
-    name = "identity"
-
-    def seed(self, seed: int) -> None:
-        pass
-
-    def view(self, image: np.ndarray, view: int) -> torch.Tensor:
-        return torch.tensor(image).permute(2, 0, 1).float()
-
-    def eval(self, image: np.ndarray) -> torch.Tensor:
-        return self.view(image, 0)
-
-    @property
-    def out_channels(self) -> int:
-        return self.data.channels
 
 
 def coordinate_images(count: int, height: int, width: int) -> sslx.ArraySplit:
@@ -93,7 +74,7 @@ def test_samples_satisfy_the_definition(height, width, grid, patch_size, near, f
     split = coordinate_images(30, height, width)
     sampler = Patches(Patches.Params(grid=grid, patch_size=patch_size, near=near, far=far, pairs=pairs))
     assert sampler.group_size == pairs and sampler.num_views == 2
-    augmentation = Identity(sslx.NoParams(), split.info)
+    augmentation = PixelViews(sslx.NoParams(), split.info)
     seen_distances, seen_cells = set(), set()
     for index in range(len(split)):
         sampler.seed(index)
@@ -167,7 +148,7 @@ def test_batches_collate_meta_and_are_reproducible_per_batch_seed():
     share its index, and the meta becomes (B, 2) and (B, 4) tensors; the same
     batch seed gives the same batch, another seed another one."""
     split = coordinate_images(8, 40, 40)
-    dataset = ViewDataset(split, Patches(Patches.Params(pairs=2)), Identity(sslx.NoParams(), split.info))
+    dataset = ViewDataset(split, Patches(Patches.Params(pairs=2)), PixelViews(sslx.NoParams(), split.info))
     batch = dataset.__getitems__([(i, 7) for i in (3, 5, 6)])
     assert batch.index.tolist() == [3, 3, 5, 5, 6, 6]
     assert batch.label.tolist() == [0, 0, 2, 2, 0, 0]
@@ -209,7 +190,7 @@ def test_patches_larger_than_the_image_are_a_user_error():
     split = coordinate_images(2, 20, 24)
     sampler = Patches(Patches.Params(grid=3, patch_size=21))
     with pytest.raises(sslx.UserError) as err:
-        sampler.sample_group(split, 0, Identity(sslx.NoParams(), split.info))
+        sampler.sample_group(split, 0, PixelViews(sslx.NoParams(), split.info))
     assert str(err.value) == ("sampler 'patches': patch_size (21 px) is larger than the 20x24 images of the dataset: "
                               "set sampler.patch_size to at most 20.")
 
@@ -222,8 +203,8 @@ def test_a_grid_finer_than_the_pixels_is_a_user_error():
     with pytest.raises(sslx.UserError, match=r"a 4x4 grid of 18 px patches on 20x20 images puts different cells on "
                                              r"the same pixels .* lower sampler.grid to at most 3 or "
                                              r"sampler.patch_size to at most 17\."):
-        sampler.sample_group(split, 0, Identity(sslx.NoParams(), split.info))
-    Patches(Patches.Params(grid=3, patch_size=18)).sample_group(split, 0, Identity(sslx.NoParams(), split.info))
+        sampler.sample_group(split, 0, PixelViews(sslx.NoParams(), split.info))
+    Patches(Patches.Params(grid=3, patch_size=18)).sample_group(split, 0, PixelViews(sslx.NoParams(), split.info))
 
 
 @pytest.mark.parametrize("params,message", [
@@ -246,7 +227,7 @@ def test_picklable_conforming_and_registered():
     sampler = pickle.loads(pickle.dumps(Patches(Patches.Params(pairs=3, far=2))))
     split = coordinate_images(2, 40, 40)
     sampler.seed(1)
-    assert len(sampler.sample_group(split, 1, Identity(sslx.NoParams(), split.info))) == 3
+    assert len(sampler.sample_group(split, 1, PixelViews(sslx.NoParams(), split.info))) == 3
     check_component(Patches, "sampler")
     defaults = Patches.Params()
     assert (defaults.grid, defaults.patch_size, defaults.near, defaults.far, defaults.pairs) == (4, 14, 1, 2, 2)

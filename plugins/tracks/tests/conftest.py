@@ -13,34 +13,12 @@ import pytest
 import torch
 
 import sslx
+from sslx.testing import PixelViews
 from sslx_datasets import read_idx
 from sslx_datasets.moving_digits import moving_digits
 
 FASHION_TEST = Path("/usr/share/datasets/fashion-mnist")
 SOURCES = 48  # source images, intensities 7, 12, ..., 242: one per source
-
-
-class PixelViews(sslx.Augmentation):
-    """A test augmentation that keeps pixels as they are: an ``(H, W, 1)``
-    uint8 patch becomes the ``(1, H, W)`` float32 tensor of its values."""
-
-    name = "pixel_views"
-
-    def __init__(self) -> None:
-        super().__init__(sslx.NoParams(), INFO)
-
-    def seed(self, seed: int) -> None:
-        pass
-
-    def view(self, image: np.ndarray, view: int) -> torch.Tensor:
-        return torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)
-
-    def eval(self, image: np.ndarray) -> torch.Tensor:
-        return self.view(image, 0)
-
-    @property
-    def out_channels(self) -> int:
-        return 1
 
 
 INFO = sslx.DataInfo(channels=1, image_size=(64, 64), mean=(0.0,), std=(1.0,), num_classes=10)
@@ -89,7 +67,7 @@ def object_clips() -> ObjectClips:
 
 @pytest.fixture
 def pixel_views() -> PixelViews:
-    return PixelViews()
+    return PixelViews(sslx.NoParams(), INFO)
 
 
 @pytest.fixture
