@@ -421,11 +421,12 @@ class EvalContext:
     """Everything an evaluator may use.
 
     Most evaluators measure ``encoder`` alone; those of a method's other
-    parts (the audio branch of an audio-video objective) find it in
-    ``objective``. ``cache`` is shared by the evaluators of one evaluation, so features of a
-    split are extracted once (see :func:`sslx.features.extract`). Files an
-    evaluator wants kept with the run (plots, tables) go to
-    :meth:`artifact_path`; the host records them as the run's artifacts.
+    parts (the audio branch of an audio-video objective) find them in
+    ``objective``. ``cache`` is shared by the evaluators of one evaluation,
+    so features of a split are extracted once (see
+    :func:`sslx.features.extract`). Files an evaluator wants kept with the
+    run (plots, tables) go to :meth:`artifact_path`; the host records them as
+    the run's artifacts.
     """
 
     encoder: Encoder

@@ -48,6 +48,9 @@ class ViewDataset(torch.utils.data.Dataset):
         samples, items, label = [], [], []
         for i in indices:
             group = self.sampler.sample_group(self.split, i, self.augmentation)
+            if len(group) != self.sampler.group_size:
+                raise RuntimeError(f"sampler {self.sampler.name!r} returned {len(group)} samples for item {i}, "
+                                   f"but its group_size is {self.sampler.group_size}")
             samples += group
             items += [i] * len(group)
             item_label = int(labels[i]) if labels is not None else -1

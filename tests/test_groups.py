@@ -198,3 +198,13 @@ def test_a_sampler_refusing_the_data_is_one_paragraph_even_from_a_worker(host, w
     with pytest.raises(UserError) as caught:
         train(exp, host, MemoryRecorder())
     assert str(caught.value) == "sampler 'refusing_test' needs clips with audio, but dataset 'x' has none: use talking_digits."
+
+
+def test_a_group_of_the_wrong_size_is_a_plugin_bug_named():
+    class Short(Rows):
+        def sample_group(self, split, index, augmentation):
+            return super().sample_group(split, index, augmentation)[:1]
+
+    data = ViewDataset(split(), Short(Rows.Params(size=2)), PixelViews(sslx.NoParams(), INFO))
+    with pytest.raises(RuntimeError, match="sampler 'rows_test' returned 1 samples for item 3, but its group_size is 2"):
+        data.__getitems__([(3, 1)])
