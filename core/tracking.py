@@ -8,6 +8,11 @@ Sacred run. The run directory holds ``config.json``, ``run.json`` (status,
 result, artifacts, ``fail_trace``), ``metrics.json``, ``info.json``,
 ``cout.txt`` and the ``checkpoint.pt`` artifact. :func:`record_evaluation`
 records a later evaluation of such a run the same way, as a run of its own.
+
+Every run's info carries a ``sslx_uid``. Given a :class:`~sslx.mongo.MongoTarget`,
+a :class:`~sslx.mongo.SafeMongoObserver` records the run to MongoDB as well;
+if the database fails, the run goes on in the file store, whose
+``info.mongo`` says what happened (``sslx sync`` uploads the run later).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import sslx
 from sslx.checkpoint import find_checkpoint
 from sslx.config import ResolvedExperiment
 from sslx.errors import UserError
+from sslx.mongo import INFO_KEY, UID_KEY, MongoTarget, SafeMongoObserver, new_uid
 from sslx.runs import prepare_evaluation
 from sslx.trainer import train
 
@@ -51,6 +57,7 @@ class RunRecord:
     run_dir: Path
     status: str
     result: dict[str, float] | None
+    mongo: dict[str, Any] | None = None  # the run's ``info.mongo`` note when recorded to MongoDB too
 
 
 class RunFailed(Exception):
@@ -91,9 +98,10 @@ def _git_info(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _experiment(name: str, config: dict[str, Any], host: Any, runs_dir: Path) -> tuple[Experiment, FileStorageObserver]:
+def _experiment(name: str, config: dict[str, Any], host: Any, runs_dir: Path, mongo: MongoTarget | None,
+                uid: str) -> tuple[Experiment, FileStorageObserver, SafeMongoObserver | None]:
     """A fresh Sacred experiment with the config, every plugin distribution as
-    a dependency and the file store attached."""
+    a dependency, the file store attached and, given ``mongo``, the database."""
     ex = Experiment(name, interactive=True, save_git_info=False)
     ex.logger = _log
     ex.captured_out_filter = apply_backspaces_and_linefeeds
@@ -107,7 +115,10 @@ def _experiment(name: str, config: dict[str, Any], host: Any, runs_dir: Path) ->
             pass
     observer = FileStorageObserver(str(runs_dir))
     ex.observers.append(observer)
-    return ex, observer
+    mongo_observer = SafeMongoObserver(mongo, uid) if mongo is not None else None
+    if mongo_observer is not None:
+        ex.observers.append(mongo_observer)
+    return ex, observer, mongo_observer
 
 
 def _versions(host: Any) -> dict[str, Any]:
@@ -122,8 +133,23 @@ def _components(items: list[tuple[str, Any]]) -> dict[str, Any]:
                    "version": ci.provenance.version} for kind, ci in items}
 
 
+def _note_mongo(run_dir: Path | None, mongo_observer: SafeMongoObserver | None) -> dict[str, Any] | None:
+    """Close the database client and write its final note to the run's
+    info.json (the file store's last heartbeat precedes the database's last
+    events, which may still have failed)."""
+    if mongo_observer is None:
+        return None
+    mongo_observer.close()
+    info_path = run_dir / "info.json" if run_dir is not None else None
+    if info_path is not None and info_path.exists():
+        info = json.loads(info_path.read_text())
+        info[INFO_KEY] = mongo_observer.record
+        info_path.write_text(json.dumps(info, sort_keys=True, indent=2))
+    return mongo_observer.record
+
+
 def _run(ex: Experiment, observer: FileStorageObserver, runs_dir: Path, body: Callable[[Any, SacredRecorder], Any],
-         info: dict[str, Any], name: str, comment: str | None) -> RunRecord:
+         info: dict[str, Any], name: str, comment: str | None, mongo_observer: SafeMongoObserver | None) -> RunRecord:
     """Run ``body(sacred_run, recorder)`` as the experiment's main function;
     a failure is recorded (status, ``info.failure``, trace) and raised as
     :class:`RunFailed`."""
@@ -131,6 +157,8 @@ def _run(ex: Experiment, observer: FileStorageObserver, runs_dir: Path, body: Ca
     @ex.main
     def main(_run: Any) -> Any:
         _run.info.update(info)
+        if mongo_observer is not None:
+            _run.info[INFO_KEY] = mongo_observer.record  # the same dict: the file store sees its updates
         try:
             return body(_run, SacredRecorder(_run, Path(observer.dir)))
         except BaseException as exc:
@@ -145,8 +173,10 @@ def _run(ex: Experiment, observer: FileStorageObserver, runs_dir: Path, body: Ca
     except BaseException as exc:
         run_dir = Path(observer.dir) if observer.dir else runs_dir
         status = "INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        raise RunFailed(RunRecord(run_dir.name, run_dir, status, None), exc) from exc
-    return RunRecord(str(run._id), Path(observer.dir), run.status, run.result)
+        note = _note_mongo(Path(observer.dir) if observer.dir else None, mongo_observer)
+        raise RunFailed(RunRecord(run_dir.name, run_dir, status, None, note), exc) from exc
+    note = _note_mongo(Path(observer.dir), mongo_observer)
+    return RunRecord(str(run._id), Path(observer.dir), run.status, run.result, note)
 
 
 def record_run(
@@ -158,16 +188,20 @@ def record_run(
     comment: str | None = None,
     experiment_file: Path | None = None,
     resume_from: Path | None = None,
+    mongo: MongoTarget | None = None,
 ) -> RunRecord:
-    """Train ``exp`` inside a new Sacred run recorded under ``runs_dir``.
+    """Train ``exp`` inside a new Sacred run recorded under ``runs_dir`` (and
+    to MongoDB, given ``mongo``).
 
     Returns the record of a completed run; raises :class:`RunFailed` (with the
     record) when the run failed or was interrupted, after Sacred has stored
     its status and reason.
     """
     run_name = name or (experiment_file.stem if experiment_file else exp.config["objective"]["name"])
-    ex, observer = _experiment(run_name, exp.config, host, runs_dir)
+    uid = new_uid()
+    ex, observer, mongo_observer = _experiment(run_name, exp.config, host, runs_dir, mongo, uid)
     info: dict[str, Any] = {
+        UID_KEY: uid,
         **_versions(host),
         "components": _components([(kind, ci) for kind, (ci, _) in exp.components.items()]),
     }
@@ -184,7 +218,7 @@ def record_run(
             _run.add_resource(str(experiment_file))
         return train(exp, host, recorder, resume_from=resume_from)
 
-    return _run(ex, observer, runs_dir, body, info, run_name, comment)
+    return _run(ex, observer, runs_dir, body, info, run_name, comment, mongo_observer)
 
 
 def record_evaluation(
@@ -196,6 +230,7 @@ def record_evaluation(
     runs_dir: Path | None = None,
     name: str | None = None,
     comment: str | None = None,
+    mongo: MongoTarget | None = None,
 ) -> RunRecord:
     """Evaluate the encoder of a recorded run (a run folder or a checkpoint)
     with one evaluator, as a new Sacred run that names the run it evaluates.
@@ -223,12 +258,13 @@ def record_evaluation(
               "pretraining": job.exp.config}
     runs_dir = Path(runs_dir) if runs_dir is not None else source_dir.parent
     run_name = name or f"{evaluates['name'] or source_dir.name}.eval.{job.protocol_config['name']}"
-    ex, observer = _experiment(run_name, config, host, runs_dir)
-    info = {**_versions(host), "evaluates": evaluates,
+    uid = new_uid()
+    ex, observer, mongo_observer = _experiment(run_name, config, host, runs_dir, mongo, uid)
+    info = {UID_KEY: uid, **_versions(host), "evaluates": evaluates,
             "components": _components([("evaluator", job.evaluator[0]),
                                        *((k, ci) for k, (ci, _) in job.exp.components.items())])}
 
     def body(_run: Any, recorder: SacredRecorder) -> dict[str, float]:
         return job.run(recorder)
 
-    return _run(ex, observer, runs_dir, body, info, run_name, comment)
+    return _run(ex, observer, runs_dir, body, info, run_name, comment, mongo_observer)
