@@ -98,6 +98,30 @@ set_option = click.option(
 )
 
 
+def mongo_options(command: Any) -> Any:
+    """``--mongo URL`` and ``--mongo-db NAME`` (or SSLX_MONGO_URL / SSLX_MONGO_DB)."""
+    command = click.option(
+        "--mongo-db", metavar="NAME", envvar="SSLX_MONGO_DB",
+        help="The MongoDB database (default: the URL's, else 'sacred'); or set SSLX_MONGO_DB.")(command)
+    return click.option(
+        "--mongo", "mongo_url", metavar="URL", envvar="SSLX_MONGO_URL",
+        help="The MongoDB server to record runs to, e.g. for Omniboard: mongodb://[USER:PASSWORD@]HOST:PORT; or set "
+             "SSLX_MONGO_URL to keep a password off the command line. Its password is never recorded or printed.")(command)
+
+
+def _print_mongo(record: Any) -> None:
+    """Where the run went in MongoDB, or why it did not and how to upload it."""
+    note = record.mongo
+    if note is None:
+        return
+    if note["status"] == "ok":
+        click.echo(f"Recorded to MongoDB {note['url']} (database {note['db']}) as run {note['run_id']}.")
+    else:
+        click.secho(f"NOT fully recorded to MongoDB {note['url']} (database {note['db']}): {note['status']}. "
+                    f"The file store has the whole run; upload it with: sslx sync {record.run_dir} --mongo URL",
+                    err=True, fg="yellow")
+
+
 @cli.command()
 @click.argument("experiment", required=False, type=click.Path(path_type=Path))
 @set_option
@@ -108,13 +132,18 @@ set_option = click.option(
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue a stopped run from its last checkpoint, as a new run linked to the old one. "
                    "EXPERIMENT defaults to the stopped run's recorded config.")
+@mongo_options
 @click.pass_context
 def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...], runs_dir: Path,
-        name: str | None, comment: str | None, resume_dir: Path | None) -> None:
-    """Pretrain and evaluate the EXPERIMENT (a JSON file), recorded with Sacred."""
+        name: str | None, comment: str | None, resume_dir: Path | None, mongo_url: str | None,
+        mongo_db: str | None) -> None:
+    """Pretrain and evaluate the EXPERIMENT (a JSON file), recorded with Sacred
+    in the file store (and MongoDB with --mongo)."""
     from sslx.checkpoint import find_checkpoint
+    from sslx.mongo import MongoTarget
     from sslx.tracking import RunFailed, record_run
 
+    mongo = MongoTarget.from_options(mongo_url, mongo_db)
     host = _host(ctx)
     resume_from = None
     if resume_dir is not None:
@@ -132,7 +161,7 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
     _print_config(exp.config)
     try:
         record = record_run(exp, host, runs_dir=runs_dir, name=name, comment=comment,
-                            experiment_file=experiment, resume_from=resume_from)
+                            experiment_file=experiment, resume_from=resume_from, mongo=mongo)
     except RunFailed as failed:
         reason = failed.reason
         if isinstance(reason, KeyboardInterrupt):
@@ -147,6 +176,7 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
                     f"(the traceback is in its run.json).", err=True, fg="red")
         raise reason
     click.echo(f"\nRun {record.run_id} {record.status}: {record.run_dir}")
+    _print_mongo(record)
     _print_result(record.result)
 
 
@@ -161,16 +191,19 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
               help="Where to record the evaluation run (default: beside RUN_DIR, in the same file store).")
 @click.option("--name", help="Run name in the records (default: <evaluated run's name>.eval.<protocol>).")
 @click.option("--comment", help="A comment stored with the run.")
+@mongo_options
 @click.pass_context
 def eval_(ctx: click.Context, run_dir: Path, protocol: str, assignments: tuple[str, ...], runs_dir: Path | None,
-          name: str | None, comment: str | None) -> None:
+          name: str | None, comment: str | None, mongo_url: str | None, mongo_db: str | None) -> None:
     """Evaluate the trained encoder of RUN_DIR (a run folder or a checkpoint)
     with one protocol, recorded as a new Sacred run that names RUN_DIR."""
+    from sslx.mongo import MongoTarget
     from sslx.tracking import RunFailed, record_evaluation
 
+    mongo = MongoTarget.from_options(mongo_url, mongo_db)
     try:
         record = record_evaluation(run_dir, protocol, list(assignments), _host(ctx), runs_dir=runs_dir, name=name,
-                                   comment=comment)
+                                   comment=comment, mongo=mongo)
     except RunFailed as failed:
         if isinstance(failed.reason, UserError) and not os.environ.get("SSLX_DEBUG"):
             click.secho(f"Error: {failed.reason}", err=True, fg="red")
@@ -179,6 +212,7 @@ def eval_(ctx: click.Context, run_dir: Path, protocol: str, assignments: tuple[s
             ctx.exit(1)
         raise failed.reason
     click.echo(f"\nEvaluation run {record.run_id} {record.status}: {record.run_dir} (evaluates {run_dir})")
+    _print_mongo(record)
     _print_result(record.result)
 
 
@@ -202,6 +236,28 @@ def export_(ctx: click.Context, run_dir: Path, out: Path, fmt: str | None) -> No
     click.echo(f"inputs: {meta['input']['channels']} channel(s) scaled to [0, 1], normalised with mean "
                f"{meta['input']['mean']} and std {meta['input']['std']}")
     click.echo("load it with:\n\n" + "\n".join("    " + line for line in result.load_code.splitlines()))
+
+
+@cli.command("sync")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...", type=click.Path(path_type=Path))
+@mongo_options
+def sync_(run_dirs: tuple[Path, ...], mongo_url: str | None, mongo_db: str | None) -> None:
+    """Upload recorded runs (run folders such as runs/3, or a whole runs/
+    folder) to MongoDB in the layout Sacred's Mongo observer writes: config,
+    status, metrics, artifacts, host. A run already there (recorded live, or
+    synced before) is updated, never duplicated."""
+    from sslx.mongo import MongoTarget, sync_runs
+
+    target = MongoTarget.from_options(mongo_url, mongo_db)
+    if target is None:
+        raise UserError("sslx sync needs the database: give --mongo mongodb://HOST:PORT or set SSLX_MONGO_URL.")
+    for result in sync_runs(list(run_dirs), target):
+        verb = "created" if result.created else "updated"
+        click.echo(f"{result.run_dir} -> MongoDB {target.shown} (database {target.db}) run {result.run_id} {verb}: "
+                   f"{result.status}, {result.metrics} metrics, {result.artifacts} artifacts")
+        for name in result.missing:
+            click.secho(f"sslx: warning: {result.run_dir}: artifact {name} is listed in run.json but its file is "
+                        "gone; it was not uploaded.", err=True, fg="yellow")
 
 
 def _print_result(result: dict[str, float] | None) -> None:
@@ -242,6 +298,63 @@ def _print_config(config: dict[str, Any]) -> None:
     for item in config["evaluators"]:
         click.echo(f"  {'evaluator':<12} {json.dumps(item)}")
     click.echo(f"  {'trainer':<12} {json.dumps(config['trainer'])}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, metavar="[RUN]...")
+@click.option("--source", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="The file store to read: a runs folder written by `sslx run`.")
+@click.option("--mongo", "mongo_url", metavar="URL", is_flag=False, flag_value="", default=None,
+              help="Read a Sacred MongoDB database instead of --source; --mongo alone uses $SSLX_MONGO_URL "
+                   "(keeps a password off the command line).")
+@click.option("--mongo-db", metavar="NAME", envvar="SSLX_MONGO_DB",
+              help="The database (default: the URL's, else 'sacred'; or $SSLX_MONGO_DB).")
+@click.option("--last", type=int, metavar="N", help="Only the N most recent of the matching runs (by start time).")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Keep runs whose dotted config key equals VALUE (JSON), e.g. objective.name=moco, "
+                   "trainer.lr=0.06; also status=, name=, id=, method= (repeatable; all must match).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV with the same columns.")
+@click.option("--plot", "plot_file", type=click.Path(path_type=Path), metavar="FILE.png",
+              help="Also write curves of the --metric names for the listed runs to this PNG.")
+@click.option("--metric", "metric_names", multiple=True, metavar="NAME",
+              help="A metric to plot, one subplot each (repeatable; default train.loss).")
+def compare(runs: tuple[str, ...], source: Path, mongo_url: str | None, mongo_db: str | None, last: int | None,
+            filters: tuple[str, ...], as_json: bool, as_csv: bool, plot_file: Path | None,
+            metric_names: tuple[str, ...]) -> None:
+    """Compare recorded runs: id, name, method, status, duration, the config
+    keys that differ between them and their final metrics.
+
+    RUN is a run folder or a run id within --source (with --mongo: a run id in
+    the database); without RUN, every run. Durations in --json/--csv are seconds.
+    """
+    from sslx import compare as cmp
+    from sslx.mongo import MongoTarget
+
+    if as_json and as_csv:
+        raise UserError("--json and --csv: choose one output format.")
+    if mongo_url == "":
+        mongo_url = os.environ.get("SSLX_MONGO_URL")
+        if not mongo_url:
+            raise UserError("--mongo without a URL reads $SSLX_MONGO_URL, which is not set: "
+                            "give --mongo mongodb://host:port or set SSLX_MONGO_URL.")
+    if mongo_url is not None:
+        found = cmp.load_mongo_runs(MongoTarget.from_options(mongo_url, mongo_db), list(runs))
+    else:
+        found = cmp.load_file_runs(source, list(runs))
+    selected = cmp.select(found, list(filters), last)
+    columns, rows = cmp.table(selected)
+    if as_json:
+        click.echo(cmp.format_json(columns, rows))
+    elif as_csv:
+        click.echo(cmp.format_csv(columns, rows), nl=False)
+    else:
+        click.echo(cmp.format_text(columns, rows))
+    if plot_file is not None:
+        if not selected:
+            raise UserError(f"--plot {plot_file}: no runs to plot; loosen --filter or --last.")
+        cmp.plot(selected, list(metric_names) or ["train.loss"], plot_file)
+        click.echo(f"wrote {plot_file}", err=True)
 
 
 @cli.command()
