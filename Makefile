@@ -9,7 +9,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 PLUGIN_ARGS = $$($(PY) -c 'import tomllib; print(" ".join("-e " + p["path"] for p in tomllib.load(open("plugins.toml", "rb"))["plugin"]))')
 
-.PHONY: setup data espeak fashion-mnist run test
+.PHONY: setup data espeak fashion-mnist run test chromium test-browser
 
 setup: $(STAMP) data
 
@@ -56,3 +56,19 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The browser test: Omniboard (installed with npm on first use) over a SecantusDB server, screenshotted by
+# headless Debian chromium; not part of `make test`.
+chromium:
+	@command -v chromium >/dev/null 2>&1 && exit 0; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; } || \
+	  { echo "Could not install Debian's chromium with apt-get." >&2; exit 1; }; \
+	else \
+	  echo "chromium is missing: install it (the browser test screenshots Omniboard with it headless)." >&2; exit 1; \
+	fi
+
+test-browser: setup chromium
+	$(PY) -m pytest -m browser tests/test_board.py

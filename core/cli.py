@@ -260,6 +260,33 @@ def sync_(run_dirs: tuple[Path, ...], mongo_url: str | None, mongo_db: str | Non
                         "gone; it was not uploaded.", err=True, fg="yellow")
 
 
+@cli.command()
+@mongo_options
+@click.option("--port", type=click.IntRange(1, 65535), default=9000, show_default=True,
+              help="The port Omniboard serves on (on all interfaces).")
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
+              help="Where Omniboard is (or is installed on first use); default $XDG_CACHE_HOME/sslx/omniboard, "
+                   "else ~/.cache/sslx/omniboard.")
+def board(mongo_url: str | None, mongo_db: str | None, port: int, folder: Path | None) -> None:
+    """Show the runs in MongoDB with Omniboard, Sacred's web dashboard,
+    until Ctrl-C. Omniboard (a Node.js program) is installed with npm into
+    --dir on first use."""
+    from sslx.board import default_folder, start_board
+    from sslx.mongo import MongoTarget
+
+    target = MongoTarget.from_options(mongo_url, mongo_db)
+    if target is None:
+        raise UserError("sslx board needs the database to show: give --mongo mongodb://HOST:PORT or set "
+                        "SSLX_MONGO_URL (the one your runs were recorded to with `sslx run --mongo`).")
+    with start_board(target, port, folder or default_folder(), say=click.echo) as omniboard:
+        click.echo(f"Omniboard for MongoDB {target.shown} (database {target.db}) at {omniboard.url}  "
+                   "(Ctrl-C stops it)")
+        try:
+            omniboard.wait()
+        except KeyboardInterrupt:
+            click.echo("Stopping Omniboard.")
+
+
 def _print_result(result: dict[str, float] | None) -> None:
     for key, value in (result or {}).items():
         shown = f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3g}"  # an L2 weight of 1e-05 too
