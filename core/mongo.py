@@ -277,8 +277,11 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path}: not valid JSON ({exc}); this run folder cannot be synced.") from None
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, sort_keys=True, indent=2))
+def write_json(path: Path, obj: Any) -> None:
+    """Write a record atomically: a reader sees the old file or the new one, never half of it."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(obj, sort_keys=True, indent=2))
+    partial.replace(path)
 
 
 def _time(value: str | None) -> dt.datetime | None:
@@ -306,7 +309,7 @@ class LocalRun:
         info = _read_json(run_dir / "info.json") or {}
         if not info.get(UID_KEY):
             info[UID_KEY] = new_uid()
-            _write_json(run_dir / "info.json", info)
+            write_json(run_dir / "info.json", info)
         cout = run_dir / "cout.txt"
         return cls(run_dir, run, _read_json(run_dir / "config.json") or {}, _read_json(run_dir / "metrics.json") or {},
                    info, cout.read_text(errors="replace") if cout.exists() else "")
@@ -437,7 +440,7 @@ def sync_run(local: LocalRun, target: MongoTarget) -> SyncResult:
     finally:
         db.client.close()
     local.info[INFO_KEY] = {"url": target.shown, "db": target.db, "status": f"synced at {_now()}", "run_id": run_id}
-    _write_json(local.dir / "info.json", local.info)
+    write_json(local.dir / "info.json", local.info)
     return SyncResult(local.dir, run_id, created, entry["status"], len(local.metrics), len(entry["artifacts"]), missing)
 
 

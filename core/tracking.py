@@ -38,7 +38,7 @@ import sslx
 from sslx.checkpoint import find_checkpoint
 from sslx.config import ResolvedExperiment
 from sslx.errors import UserError
-from sslx.mongo import INFO_KEY, UID_KEY, MongoTarget, SafeMongoObserver, new_uid
+from sslx.mongo import INFO_KEY, UID_KEY, MongoTarget, SafeMongoObserver, new_uid, write_json
 from sslx.runs import prepare_evaluation
 from sslx.trainer import train
 
@@ -144,7 +144,7 @@ def _note_mongo(run_dir: Path | None, mongo_observer: SafeMongoObserver | None) 
     if info_path is not None and info_path.exists():
         info = json.loads(info_path.read_text())
         info[INFO_KEY] = mongo_observer.record
-        info_path.write_text(json.dumps(info, sort_keys=True, indent=2))
+        write_json(info_path, info)
     return mongo_observer.record
 
 
