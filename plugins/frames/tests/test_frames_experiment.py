@@ -5,23 +5,16 @@ decoding report is recorded in the run's info)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
+
+from helpers import tiny_overrides
 
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import load_plugins
 from sslx.trainer import MemoryRecorder, train
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def tiny_overrides(name: str) -> list[str]:
-    """The host tests' overrides that shrink a shipped experiment to seconds."""
-    spec = importlib.util.spec_from_file_location("sslx_host_test_helpers", REPO / "tests" / "helpers.py")
-    helpers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helpers)
-    return helpers.tiny_overrides(name)
 
 
 def run_tiny(name: str) -> tuple[dict, MemoryRecorder]:
