@@ -1,11 +1,13 @@
 """From a dataset split to batches of views, reproducibly.
 
 Every random choice of the data pipeline is a function of the run seed and
-the position in training: the order of samples in epoch ``e`` comes from
-``(seed, e)`` and the augmentations of batch ``b`` from ``(seed, e, b)``. A
-batch is made by one worker from start to end, so a seeded run gives the same
-batches whatever the number of workers, and a resumed run continues with the
-batches the uninterrupted run would have seen.
+the position in training: the order of items in epoch ``e`` comes from
+``(seed, e)``, and the sampler's and augmentation's choices for the item at
+position ``j`` of global batch ``b`` from ``(seed, e, b)`` and ``j``. So a
+seeded run gives the same global batches whatever the number of loader
+workers and of training processes (under DDP, rank ``r`` of ``W`` makes
+positions ``r*n/W`` to ``(r+1)*n/W`` of each), and a resumed run continues
+with the batches the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -41,12 +43,11 @@ class ViewDataset(torch.utils.data.Dataset):
         return len(self.split)
 
     def __getitems__(self, keys: list[tuple[int, int]]) -> Batch:
-        indices = [i for i, _ in keys]
-        self.augmentation.seed(keys[0][1])
-        self.sampler.seed(derive_seed(keys[0][1], 2))
         labels = self.split.labels
         samples, items, label = [], [], []
-        for i in indices:
+        for i, item_seed in keys:
+            self.augmentation.seed(item_seed)
+            self.sampler.seed(derive_seed(item_seed, 2))
             group = self.sampler.sample_group(self.split, i, self.augmentation)
             if len(group) != self.sampler.group_size:
                 raise RuntimeError(f"sampler {self.sampler.name!r} returned {len(group)} samples for item {i}, "
@@ -65,16 +66,22 @@ class ViewDataset(torch.utils.data.Dataset):
 
 
 class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Yields batches of ``(index, batch_seed)`` from ``start_step`` on, epoch
+    """Yields batches of ``(index, item_seed)`` from ``start_step`` on, epoch
     after epoch, forever; each epoch is a seeded permutation (last partial
-    batch dropped)."""
+    batch dropped). ``batch_size`` counts the items of a global batch; with
+    ``world_size`` processes, rank ``rank`` gets its contiguous share of each
+    (the same items and seeds as those positions in one process)."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, start_step: int = 0):
+    def __init__(self, size: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise ValueError(f"a global batch of {batch_size} items does not split evenly over {world_size} processes")
         self.size = size
         self.batch_size = batch_size
         self.seed = seed
         self.start_step = start_step
         self.steps_per_epoch = size // batch_size
+        per_rank = batch_size // world_size
+        self.positions = slice(rank * per_rank, (rank + 1) * per_rank)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch, first = divmod(self.start_step, self.steps_per_epoch)
@@ -82,9 +89,9 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
             gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
             order = torch.randperm(self.size, generator=gen).tolist()
             for b in range(first, self.steps_per_epoch):
-                batch_seed = derive_seed(self.seed, epoch, b, 1)
                 chunk = order[b * self.batch_size : (b + 1) * self.batch_size]
-                yield [(i, batch_seed) for i in chunk]
+                seeds = np.random.SeedSequence([self.seed, epoch, b, 1]).generate_state(len(chunk), np.uint64) >> np.uint64(1)
+                yield [(i, int(s)) for i, s in zip(chunk, seeds, strict=True)][self.positions]
             epoch, first = epoch + 1, 0
 
 
@@ -108,16 +115,22 @@ def _ignore_sigint(worker_id: int) -> None:
 
 
 def auto_workers(requested: int | str) -> int:
+    """``auto``: one worker per spare CPU core (at most 8), the cores shared
+    among the training processes of this machine."""
     if requested != "auto":
         return int(requested)
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, min(8, (os.cpu_count() or 1) // local_processes - 1))
 
 
 def train_loader(
-    dataset: ViewDataset, batch_size: int, seed: int, start_step: int, num_workers: int, pin_memory: bool
+    dataset: ViewDataset, batch_size: int, seed: int, start_step: int, num_workers: int, pin_memory: bool,
+    rank: int = 0, world_size: int = 1,
 ) -> DataLoader:
-    """Batches of ``batch_size`` samples: ``batch_size / group_size`` items each."""
-    sampler = SeededBatchSampler(len(dataset), batch_size // dataset.sampler.group_size, seed, start_step)
+    """This process's share (``rank`` of ``world_size``) of global batches of
+    ``batch_size`` samples (``batch_size / group_size`` items each)."""
+    sampler = SeededBatchSampler(len(dataset), batch_size // dataset.sampler.group_size, seed, start_step,
+                                 rank, world_size)
     return DataLoader(
         dataset,
         batch_sampler=sampler,

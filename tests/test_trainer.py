@@ -41,11 +41,34 @@ def test_batch_order_is_seeded_covers_each_epoch_and_resumes_mid_stream():
     epoch0 = [i for b in batches[:6] for i, _ in b]
     assert len(set(epoch0)) == 48 and all(0 <= i < 50 for i in epoch0)
     assert [i for b in batches[6:12] for i, _ in b] != epoch0, "each epoch has its own order"
-    assert len({seed for b in batches for _, seed in b}) == 13, "one augmentation seed per batch"
+    assert len({seed for b in batches for _, seed in b}) == 13 * 8, "one augmentation seed per sample"
     resumed = iter(SeededBatchSampler(size=50, batch_size=8, seed=3, start_step=5))
     assert [next(resumed) for _ in range(8)] == batches[5:13]
     other = iter(SeededBatchSampler(size=50, batch_size=8, seed=4))
     assert next(other) != batches[0]
+
+
+def test_each_process_gets_its_share_of_the_same_global_batches():
+    """Under DDP, rank r of W gets positions r*n/W to (r+1)*n/W of every
+    global batch: the same items with the same seeds as in one process."""
+    whole = iter(SeededBatchSampler(size=50, batch_size=8, seed=3, start_step=2))
+    shares = [iter(SeededBatchSampler(size=50, batch_size=8, seed=3, start_step=2, rank=r, world_size=4)) for r in range(4)]
+    for _ in range(7):  # across an epoch boundary
+        assert next(whole) == [key for share in shares for key in next(share)]
+    with pytest.raises(ValueError, match="does not split evenly over 3 processes"):
+        SeededBatchSampler(size=50, batch_size=8, seed=3, world_size=3)
+
+
+def test_views_of_an_item_do_not_depend_on_its_batch(tiny):
+    """An item's views are a function of its key (index, seed), not of the
+    other items fetched with it: a process holding half of a global batch
+    makes exactly the views one process makes for that half."""
+    parts = build(tiny("simclr"))
+    dataset = ViewDataset(parts.dataset.split("train"), parts.sampler, parts.augmentation)
+    keys = next(iter(SeededBatchSampler(size=len(dataset), batch_size=8, seed=5)))
+    whole, half = dataset.__getitems__(keys), dataset.__getitems__(keys[4:])
+    for v in range(2):
+        assert torch.equal(whole.views[v][4:], half.views[v])
 
 
 def test_views_do_not_depend_on_the_number_of_workers(tiny):
