@@ -18,7 +18,7 @@ import click
 import sslx
 from sslx.components import KINDS
 from sslx.config import TrainerParams, apply_overrides, json_schema, read_experiment, resolve
-from sslx.errors import UserError
+from sslx.errors import ProcessStopped, UserError
 from sslx.plugins import PluginHost, check_plugin_set, load_plugins, plugins_toml_path
 from sslx.registry import default_repr, params_of
 
@@ -132,32 +132,63 @@ def _print_mongo(record: Any) -> None:
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue a stopped run from its last checkpoint, as a new run linked to the old one. "
                    "EXPERIMENT defaults to the stopped run's recorded config.")
+@click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Train in N local processes under DDP (one per GPU; gloo on the CPU), started by torchrun's "
+                   "launcher; trainer.batch_size stays the global batch. For several machines run "
+                   "`torchrun ... -m sslx run EXPERIMENT` on each (see the README).")
 @mongo_options
 @click.pass_context
 def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...], runs_dir: Path,
-        name: str | None, comment: str | None, resume_dir: Path | None, mongo_url: str | None,
+        name: str | None, comment: str | None, resume_dir: Path | None, nproc: int | None, mongo_url: str | None,
         mongo_db: str | None) -> None:
     """Pretrain and evaluate the EXPERIMENT (a JSON file), recorded with Sacred
     in the file store (and MongoDB with --mongo)."""
     from sslx.checkpoint import find_checkpoint
+    from sslx.distributed import launched_rank, launched_world_size
     from sslx.mongo import MongoTarget
     from sslx.tracking import RunFailed, record_run
 
-    mongo = MongoTarget.from_options(mongo_url, mongo_db)
-    host = _host(ctx)
-    resume_from = None
-    if resume_dir is not None:
-        resume_from = find_checkpoint(resume_dir)
+    if nproc is not None and nproc > 1 and launched_world_size() <= 1:
+        from sslx.launch import launch
+
+        if mongo_url:  # through the environment: the processes' command lines show no password
+            os.environ["SSLX_MONGO_URL"] = mongo_url
+        if ctx.find_root().params.get("strict_plugins"):
+            os.environ["SSLX_STRICT_PLUGINS"] = "1"
+        argv = ["run", *([str(experiment)] if experiment else []), *(f"--set={a}" for a in assignments),
+                f"--runs-dir={runs_dir}", *([f"--name={name}"] if name else []),
+                *([f"--comment={comment}"] if comment else []), *([f"--resume={resume_dir}"] if resume_dir else []),
+                *([f"--mongo-db={mongo_db}"] if mongo_db else [])]
+        try:
+            launch(nproc, argv)
+        except ProcessStopped as exc:
+            click.secho(f"Error: {exc}", err=True, fg="red")
+            ctx.exit(1)
+        return
+    rank = launched_rank()
+    try:
+        mongo = MongoTarget.from_options(mongo_url, mongo_db)
+        host = _host(ctx)
+        resume_from = None
+        if resume_dir is not None:
+            resume_from = find_checkpoint(resume_dir)
+            if experiment is None:
+                experiment = resume_dir / "config.json"
+            if name is None and (resume_dir / "run.json").exists():
+                name = json.loads((resume_dir / "run.json").read_text())["experiment"]["name"]
         if experiment is None:
-            experiment = resume_dir / "config.json"
-        if name is None and (resume_dir / "run.json").exists():
-            name = json.loads((resume_dir / "run.json").read_text())["experiment"]["name"]
-    if experiment is None:
-        raise click.UsageError("give an EXPERIMENT file (or --resume RUN_DIR).")
-    raw = apply_overrides(read_experiment(experiment), list(assignments))
-    exp = resolve(raw, host, source=str(experiment))
-    if resume_from is not None:
-        _check_resumable(exp.config, resume_dir, resume_from)
+            raise click.UsageError("give an EXPERIMENT file (or --resume RUN_DIR).")
+        raw = apply_overrides(read_experiment(experiment), list(assignments))
+        exp = resolve(raw, host, source=str(experiment))
+        if resume_from is not None:
+            _check_resumable(exp.config, resume_dir, resume_from)
+    except (UserError, click.UsageError):
+        if rank != 0:  # every process meets the same mistake: rank 0 reports it
+            ctx.exit(2)
+        raise
+    if rank != 0:
+        _run_other_process(ctx, exp, host, resume_from, rank)
+        return
     _print_config(exp.config)
     try:
         record = record_run(exp, host, runs_dir=runs_dir, name=name, comment=comment,
@@ -168,7 +199,7 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
             click.secho(f"\nRun {failed.record.run_id} INTERRUPTED, recorded in {failed.record.run_dir}. "
                         f"Continue it with: sslx run --resume {failed.record.run_dir}", err=True, fg="yellow")
             ctx.exit(130)
-        if isinstance(reason, UserError) and not os.environ.get("SSLX_DEBUG"):
+        if isinstance(reason, (UserError, ProcessStopped)) and not os.environ.get("SSLX_DEBUG"):
             click.secho(f"Error: {reason}", err=True, fg="red")
             click.secho(f"Run {failed.record.run_id} FAILED, recorded in {failed.record.run_dir}.", err=True, fg="red")
             ctx.exit(1)
@@ -178,6 +209,23 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
     click.echo(f"\nRun {record.run_id} {record.status}: {record.run_dir}")
     _print_mongo(record)
     _print_result(record.result)
+
+
+def _run_other_process(ctx: click.Context, exp: Any, host: Any, resume_from: Path | None, rank: int) -> None:
+    """A process other than rank 0 of a launch: it trains its share and
+    records nothing (rank 0 records the run); its own failures are printed
+    with its rank."""
+    from sslx.trainer import NullRecorder, train
+
+    try:
+        train(exp, host, NullRecorder(), resume_from=resume_from)
+    except KeyboardInterrupt:
+        ctx.exit(130)
+    except (UserError, ProcessStopped) as exc:
+        if os.environ.get("SSLX_DEBUG"):
+            raise
+        click.secho(f"Error (process {rank}): {exc}", err=True, fg="red")
+        ctx.exit(1)
 
 
 @cli.command("eval")
@@ -295,7 +343,7 @@ def _print_result(result: dict[str, float] | None) -> None:
 
 # Settings that may differ between a stopped run and its continuation.
 RESUMABLE_CHANGES = {"epochs", "max_steps", "num_workers", "threads", "progress", "log_every", "checkpoint_every",
-                     "eval_every", "eval_batch_size", "device"}
+                     "eval_every", "eval_batch_size", "device", "sync_batchnorm"}
 
 
 def _check_resumable(config: dict[str, Any], run_dir: Path, checkpoint: Path) -> None:

@@ -382,7 +382,14 @@ class Objective(Component, nn.Module):
 
     All state that must survive a restart lives in ``state_dict`` (parameters
     and buffers), so checkpoints capture it.
+
+    Under DDP the host wraps the objective in ``DistributedDataParallel``; an
+    objective whose forward leaves some trainable parameters without a
+    gradient in some steps (frozen prototypes, an unused branch) sets
+    ``ddp_find_unused_parameters = True``.
     """
+
+    ddp_find_unused_parameters: ClassVar[bool] = False
 
     def __init__(self, params: Params, encoder: Encoder, info: TrainInfo):
         nn.Module.__init__(self)

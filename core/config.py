@@ -60,6 +60,9 @@ class TrainerParams(Params):
     eval_every: int | None = Field(None, ge=1, description="Also run the evaluators every this many steps (null: only at the end).")
     eval_at_start: bool = Field(False, description="Also run the evaluators before the first step (logged at step 0): the "
                                                    "untrained encoder's scores, the floor a run must beat.")
+    sync_batchnorm: bool = Field(True, description="With several processes, normalise BatchNorm layers with the statistics of the "
+                                                  "global batch (SyncBatchNorm), as one process would; false keeps per-process "
+                                                  "statistics (faster, but the answer then depends on the number of processes).")
     eval_batch_size: int = Field(512, ge=1, description="Batch size for feature extraction in evaluators.")
     progress: bool = Field(True, description="Show progress bars.")
 

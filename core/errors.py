@@ -33,3 +33,9 @@ class PluginError(UserError):
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the run stops and is recorded as failed."""
+
+
+class ProcessStopped(Exception):
+    """A process of a distributed run stopped because another one failed or
+    the launcher stopped the run (the run is recorded as failed with this
+    reason; the failing process's own error says why)."""

@@ -25,7 +25,7 @@ import torch
 
 from sslx.components import KINDS, Augmentation, Batch, Component, Objective, ObjectiveOutput
 
-__all__ = ["PixelViews", "check_component", "check_objective", "random_batch", "train_step"]
+__all__ = ["PixelViews", "check_component", "check_objective", "random_batch", "run_in_processes", "train_step"]
 
 
 class PixelViews(Augmentation):
@@ -171,3 +171,33 @@ def check_objective(make: Callable[[], Objective], batch: Batch, steps: int = 2)
         )
         for (key, a), b in zip(trained.state_dict().items(), resumed.state_dict().values(), strict=True):
             assert torch.equal(a, b), f"{who}: after one more step, the copy loaded from its state_dict differs in {key!r}"
+
+
+def _process_entry(rank: int, fn: Callable[..., None], world_size: int, store: str, args: tuple) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    try:
+        fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_in_processes(fn: Callable[..., None], world_size: int, *args: object) -> None:
+    """Call ``fn(rank, *args)`` in ``world_size`` fresh CPU processes joined in
+    one gloo process group, as ``torchrun`` would start them; raise if any of
+    them fails. ``fn`` must be importable (a module-level function) and
+    return its results through files. For checking that an objective gives
+    the same answer in several processes as in one::
+
+        def worker(rank, out_dir):
+            torch.save(my_loss_and_grads(rank), f"{out_dir}/rank{rank}.pt")
+
+        run_in_processes(worker, 2, str(tmp_path))
+    """
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory(prefix="sslx-processes-") as tmp:
+        mp.spawn(_process_entry, args=(fn, world_size, f"{tmp}/store", args), nprocs=world_size, join=True)

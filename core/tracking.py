@@ -38,6 +38,7 @@ import sslx
 from sslx.checkpoint import find_checkpoint
 from sslx.config import ResolvedExperiment
 from sslx.errors import UserError
+from sslx.launch import note_run_dir
 from sslx.mongo import INFO_KEY, UID_KEY, MongoTarget, SafeMongoObserver, new_uid, write_json
 from sslx.runs import prepare_evaluation
 from sslx.trainer import train
@@ -156,6 +157,7 @@ def _run(ex: Experiment, observer: FileStorageObserver, runs_dir: Path, body: Ca
 
     @ex.main
     def main(_run: Any) -> Any:
+        note_run_dir(Path(observer.dir))  # for `sslx run --nproc`, should this process die unrecorded
         _run.info.update(info)
         if mongo_observer is not None:
             _run.info[INFO_KEY] = mongo_observer.record  # the same dict: the file store sees its updates

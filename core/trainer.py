@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 import sslx
 from sslx import checkpoint as ckpt
+from sslx import distributed
 from sslx.components import (
     Augmentation,
     Batch,
@@ -40,7 +41,7 @@ from sslx.components import (
 )
 from sslx.config import ResolvedExperiment, TrainerParams
 from sslx.data import ViewDataset, auto_workers, train_loader, worker_user_error
-from sslx.errors import TrainingDiverged, UserError
+from sslx.errors import ProcessStopped, TrainingDiverged, UserError
 
 
 class Recorder(Protocol):
@@ -72,6 +73,21 @@ class MemoryRecorder:
 
     def set_info(self, key: str, value: Any) -> None:
         self.info[key] = value
+
+
+class NullRecorder:
+    """The recorder of processes other than rank 0 under DDP: they keep nothing."""
+
+    run_dir: Path | None = None
+
+    def log_scalar(self, name: str, value: float, step: int) -> None:
+        pass
+
+    def add_artifact(self, path: Path, name: str) -> None:
+        pass
+
+    def set_info(self, key: str, value: Any) -> None:
+        pass
 
 
 @dataclass
@@ -236,11 +252,13 @@ def run_evaluators(
 
 
 @contextmanager
-def _graceful_interrupt() -> Iterator[dict[str, bool]]:
+def _graceful_interrupt(enabled: bool = True) -> Iterator[dict[str, bool]]:
     """Turn the first Ctrl-C into a request to stop at the next step boundary
-    (with a checkpoint); a second one interrupts at once."""
+    (with a checkpoint); a second one interrupts at once. Not under a
+    launcher, which passes Ctrl-C on to every process: they stop at once, and
+    the run resumes from its last periodic checkpoint."""
     flag = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():
+    if not enabled or threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
@@ -282,11 +300,73 @@ def train(
     recorder: Recorder,
     resume_from: Path | None = None,
 ) -> dict[str, float]:
-    """Train and evaluate one experiment; return the final evaluation metrics."""
+    """Train and evaluate one experiment; return the final evaluation metrics.
+
+    Launched by torchrun (``sslx run --nproc N``), every process calls this:
+    they join one process group, each trains on its share of every global
+    batch under DDP, and rank 0 alone writes records and checkpoints and runs
+    the evaluators (the others return ``{}``)."""
+    with distributed.process_group(pick_device(exp.trainer.device)) as device, _stop_on_sigterm():
+        return _train(exp, host, recorder, resume_from, device)
+
+
+def _wrap(objective: Objective, device: torch.device) -> torch.nn.Module:
+    """The module the training step calls: the objective itself, or under DDP
+    the objective wrapped in ``DistributedDataParallel``, which averages the
+    gradients of the processes during ``backward`` (buffers such as queues
+    and banks are kept equal by the objectives' own collectives, so DDP does
+    not broadcast them)."""
+    if distributed.world_size() == 1:
+        return objective
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        objective,
+        device_ids=[device] if device.type == "cuda" else None,
+        forward_sync_buffers=False,
+        find_unused_parameters=type(objective).ddp_find_unused_parameters,
+    )
+
+
+def _check_split(t: TrainerParams, group_size: int, world: int) -> None:
+    if world > 1 and t.batch_size % (group_size * world):
+        per = group_size * world
+        raise UserError(
+            f"trainer.batch_size ({t.batch_size}) must split evenly over the {world} processes"
+            f"{f' in groups of {group_size} samples per item' if group_size > 1 else ''}: set it to a multiple of "
+            f"{per}, such as {max(1, round(t.batch_size / per)) * per}."
+        )
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Under a launcher, SIGTERM means another process failed (torchrun then
+    stops the rest) or the launch was stopped: raise, so the run is recorded
+    as failed with that reason instead of vanishing."""
+    if distributed.world_size() == 1 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise ProcessStopped(
+            f"process {distributed.rank()} was stopped by the launcher (signal {signal.Signals(signum).name}): another "
+            f"process of this run failed (its error is printed above) or the launch was stopped."
+        )
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(
+    exp: ResolvedExperiment, host: Any, recorder: Recorder, resume_from: Path | None, device: torch.device,
+) -> dict[str, float]:
     t = exp.trainer
-    # -- 1. set-up: seeds, device, precision ---------------------------------
-    seed_everything(exp.seed)
-    device = pick_device(t.device)
+    world, main = distributed.world_size(), distributed.is_main_process()
+    # -- 1. set-up: seeds, precision (the device and process group are set) ----
+    seed_everything(exp.seed)  # the same on every process: objectives' random draws agree
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -294,12 +374,15 @@ def train(
 
     # -- 2. components --------------------------------------------------------
     parts = build(exp)
+    _check_split(t, parts.sampler.group_size, world)
+    if world > 1 and t.sync_batchnorm:
+        parts.objective = distributed.convert_sync_batchnorm(parts.objective, device)  # type: ignore[assignment]
     layout = torch.channels_last if t.channels_last else torch.contiguous_format
     objective = parts.objective.to(device, memory_format=layout).train()
     optimizer = make_optimizer(objective, t)
     start_step = 0
 
-    # -- 3. resume --------------------------------------------------------------
+    # -- 3. resume (every process reads the same checkpoint) --------------------
     if resume_from is not None:
         state = ckpt.load(resume_from)
         objective.load_state_dict(state["objective"])
@@ -309,8 +392,9 @@ def train(
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         start_step = int(state["step"])
         recorder.set_info("resumed_at_step", start_step)
+    model = _wrap(objective, device)
 
-    # -- 4. data ----------------------------------------------------------------
+    # -- 4. data: this process's share of each global batch ---------------------
     train_split = parts.dataset.split("train")
     loader = train_loader(
         ViewDataset(train_split, parts.sampler, parts.augmentation),
@@ -319,32 +403,49 @@ def train(
         start_step,
         workers,
         pin_memory=device.type == "cuda",
+        rank=distributed.rank(),
+        world_size=world,
     )
     run = RunHandle(exp.config, recorder)
-    run_dir = recorder.run_dir
+    run_dir = recorder.run_dir if main else None  # rank 0 alone writes checkpoints
     last_path = run_dir / ckpt.LAST if run_dir else None
-    views_per_step = t.batch_size * parts.sampler.num_views
+    views_per_step = t.batch_size * parts.sampler.num_views  # global
     recorder.set_info("total_steps", parts.total_steps)
     if report := parts.dataset.report():
         recorder.set_info("data", report)
     recorder.set_info("device", str(device))
+    if world > 1:
+        recorder.set_info("distributed", {"world_size": world, "backend": dist_backend(),
+                                          "sync_batchnorm": t.sync_batchnorm, "batch_per_process": t.batch_size // world})
+
+    def evaluate(step: int, keep_files: bool = True) -> dict[str, float]:
+        """Rank 0 runs the evaluators (on its own copy of the encoder; the
+        training RNG is left as it was) while the others wait."""
+        result: dict[str, float] = {}
+        if main:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                result = run_evaluators(exp.evaluators, eval_context(exp, parts, device), recorder, step, keep_files)
+        distributed.barrier()
+        return result
 
     # -- 5. training loop -------------------------------------------------------
     status, result = "FAILED", None
     host.run_started(run)
     train_start = time.perf_counter()
+    current = start_step
     try:
         if t.eval_at_start and start_step == 0:  # the untrained encoder's scores: the floor to beat
-            run_evaluators(exp.evaluators, eval_context(exp, parts, device), recorder, 0, keep_files=False)
+            evaluate(0, keep_files=False)
         batches = iter(loader)
         loss_sum = torch.zeros((), device=device)
         window, window_start = 0, time.perf_counter()
         bar = tqdm(
-            total=parts.total_steps, initial=start_step, desc="train", disable=not t.progress,
+            total=parts.total_steps, initial=start_step, desc="train", disable=not (t.progress and main),
             dynamic_ncols=True, mininterval=1.0,
         )
-        with _graceful_interrupt() as stop, bar:
+        with _graceful_interrupt(enabled=world == 1) as stop, bar:
             for step in range(start_step + 1, parts.total_steps + 1):
+                current = step
                 try:
                     batch: Batch = next(batches).to(device, channels_last=t.channels_last)
                 except UserError as exc:  # a sampler or dataset refusing the data, maybe inside a worker
@@ -357,7 +458,7 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    out: ObjectiveOutput = objective(batch)
+                    out: ObjectiveOutput = model(batch)
                 loss = out.loss.float()
                 if not torch.isfinite(loss):
                     where = f"the last good checkpoint is {last_path}" if last_path and last_path.exists() else "no checkpoint had been written yet"
@@ -367,7 +468,7 @@ def train(
                         f"or check the objective's parameters."
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # under DDP: the gradients are averaged over the processes here
                 if t.grad_clip:
                     torch.nn.utils.clip_grad_norm_(objective.parameters(), t.grad_clip)
                 optimizer.step()
@@ -379,14 +480,19 @@ def train(
 
                 if step % t.log_every == 0 or step == parts.total_steps:
                     now = time.perf_counter()
-                    mean_loss = float(loss_sum / window)
+                    names = list(out.metrics)
+                    # one collective for the loss and the method's metrics: their mean over the processes
+                    values = distributed.mean_across_processes(torch.stack(
+                        [loss_sum / window, *(torch.as_tensor(out.metrics[n], device=device).float().reshape(()) for n in names)]))
+                    std = embedding_std(distributed.gather_no_grad(out.embeddings)) if out.embeddings is not None else None
+                    mean_loss = float(values[0])
                     recorder.log_scalar("train.loss", mean_loss, step)
                     recorder.log_scalar("train.lr", lr, step)
                     recorder.log_scalar("train.views_per_s", views_per_step * window / (now - window_start), step)
-                    if out.embeddings is not None:
-                        recorder.log_scalar("collapse.embedding_std", embedding_std(out.embeddings), step)
-                    for name, value in out.metrics.items():
-                        recorder.log_scalar(f"train.{name}", float(value), step)
+                    if std is not None:
+                        recorder.log_scalar("collapse.embedding_std", std, step)
+                    for name, value in zip(names, values[1:].tolist(), strict=True):
+                        recorder.log_scalar(f"train.{name}", value, step)
                     bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.3g}")
                     loss_sum.zero_()
                     window, window_start = 0, now
@@ -395,7 +501,7 @@ def train(
                 if stop["stop"]:
                     break
                 if t.eval_every and step % t.eval_every == 0 and step != parts.total_steps:
-                    run_evaluators(exp.evaluators, eval_context(exp, parts, device), recorder, step, keep_files=False)
+                    evaluate(step, keep_files=False)
         del batches
         recorder.set_info("train_seconds", round(time.perf_counter() - train_start, 3))
         if stop["stop"]:
@@ -403,7 +509,7 @@ def train(
             raise KeyboardInterrupt
 
         # -- 6. evaluation ------------------------------------------------------
-        result = run_evaluators(exp.evaluators, eval_context(exp, parts, device), recorder, parts.total_steps)
+        result = evaluate(parts.total_steps)
 
         # -- 7. the final checkpoint as an artifact -------------------------------
         if last_path:
@@ -415,5 +521,19 @@ def train(
     except KeyboardInterrupt:
         status = "INTERRUPTED"
         raise
+    except RuntimeError as exc:
+        if world > 1 and distributed.lost_contact(exc):
+            raise ProcessStopped(
+                f"process {distributed.rank()} lost contact with the other processes at step {current}: another "
+                f"process of this run stopped (its error, if it could print one, is above). The backend said: "
+                f"{str(exc).splitlines()[0][:300]}"
+            ) from None
+        raise
     finally:
         host.run_finished(run, status, result)
+
+
+def dist_backend() -> str | None:
+    import torch.distributed as dist
+
+    return str(dist.get_backend()) if distributed.is_distributed() else None

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 import sslx
+from sslx.distributed import local_part, world_size
 from sslx.modules import projection_mlp
 from sslx_jigsaw.permutations import all_permutations, hamming_distances, max_hamming_permutations
 
@@ -97,9 +98,11 @@ class Jigsaw(sslx.Objective):
 
     def shuffle(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw a permutation index per sample uniformly from the set (global
-        torch RNG) and shuffle the tiles by it: returns ``(shuffled,
-        labels)`` with ``shuffled[b, k] = tiles[b, permutations[labels[b], k]]``."""
-        labels = torch.randint(len(self.permutations), (tiles.shape[0],), device=self.permutations.device)
+        torch RNG; under DDP this process's part of the draws for the global
+        batch) and shuffle the tiles by it: returns ``(shuffled, labels)``
+        with ``shuffled[b, k] = tiles[b, permutations[labels[b], k]]``."""
+        draws = torch.randint(len(self.permutations), (tiles.shape[0] * world_size(),), device=self.permutations.device)
+        labels = local_part(draws)
         return shuffle_tiles(tiles, self.permutations[labels]), labels.to(tiles.device)
 
     def forward(self, batch: sslx.Batch) -> sslx.ObjectiveOutput:

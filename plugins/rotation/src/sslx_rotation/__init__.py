@@ -16,6 +16,7 @@ from pydantic import Field
 from torch import nn
 
 import sslx
+from sslx.distributed import local_part, world_size
 from sslx.modules import projection_mlp
 
 NUM_ROTATIONS = 4  # 0, 90, 180, 270 degrees
@@ -61,11 +62,13 @@ def rotation_labels(batch_size: int, all_rotations: bool, device: torch.device |
     [1]*B + [2]*B + [3]*B``, for the batch repeated four times
     (``x.repeat(4, 1, 1, 1)``: rows ``r*B .. r*B + B - 1`` are the batch
     rotated ``r`` times). Otherwise one label per image drawn uniformly from
-    ``0..3`` with the global torch RNG.
+    ``0..3`` with the global torch RNG; under DDP they are this process's
+    part of the draws for the global batch, so the labels do not depend on
+    the number of processes.
     """
     if all_rotations:
         return torch.arange(NUM_ROTATIONS, device=device).repeat_interleave(batch_size)
-    return torch.randint(NUM_ROTATIONS, (batch_size,), device=device)
+    return local_part(torch.randint(NUM_ROTATIONS, (batch_size * world_size(),), device=device))
 
 
 def rotated_inputs(x: torch.Tensor, all_rotations: bool) -> tuple[torch.Tensor, torch.Tensor]:

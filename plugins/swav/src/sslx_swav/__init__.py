@@ -57,6 +57,7 @@ class SwAV(sslx.Objective):
     """
 
     name = "swav"
+    ddp_find_unused_parameters = True  # the frozen prototypes get no gradient in the first steps
     Params = SwAVParams
 
     def __init__(self, params: SwAVParams, encoder: sslx.Encoder, info: sslx.TrainInfo):
