@@ -316,7 +316,7 @@ def _wrap(objective: Objective, device: torch.device) -> torch.nn.Module:
     gradients of the processes during ``backward`` (buffers such as queues
     and banks are kept equal by the objectives' own collectives, so DDP does
     not broadcast them)."""
-    if distributed.world_size() == 1:
+    if not distributed.is_distributed():
         return objective
     from torch.nn.parallel import DistributedDataParallel
 
@@ -375,7 +375,7 @@ def _train(
     # -- 2. components --------------------------------------------------------
     parts = build(exp)
     _check_split(t, parts.sampler.group_size, world)
-    if world > 1 and t.sync_batchnorm:
+    if distributed.is_distributed() and t.sync_batchnorm:
         parts.objective = distributed.convert_sync_batchnorm(parts.objective, device)  # type: ignore[assignment]
     layout = torch.channels_last if t.channels_last else torch.contiguous_format
     objective = parts.objective.to(device, memory_format=layout).train()
