@@ -164,6 +164,8 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
         except ProcessStopped as exc:
             click.secho(f"Error: {exc}", err=True, fg="red")
             ctx.exit(1)
+        except KeyboardInterrupt:
+            ctx.exit(130)
         return
     rank = launched_rank()
     try:
@@ -196,8 +198,9 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
     except RunFailed as failed:
         reason = failed.reason
         if isinstance(reason, KeyboardInterrupt):
+            again = f" --nproc {launched_world_size()}" if launched_world_size() > 1 else ""
             click.secho(f"\nRun {failed.record.run_id} INTERRUPTED, recorded in {failed.record.run_dir}. "
-                        f"Continue it with: sslx run --resume {failed.record.run_dir}", err=True, fg="yellow")
+                        f"Continue it with: sslx run --resume {failed.record.run_dir}{again}", err=True, fg="yellow")
             ctx.exit(130)
         if isinstance(reason, (UserError, ProcessStopped)) and not os.environ.get("SSLX_DEBUG"):
             click.secho(f"Error: {reason}", err=True, fg="red")

@@ -35,7 +35,10 @@ def note_run_dir(run_dir: Path) -> None:
 
 def launch(nproc: int, argv: list[str]) -> None:
     """Run ``sslx <argv>`` in ``nproc`` local processes; raise
-    :class:`ProcessStopped` describing the failure when a process fails."""
+    :class:`ProcessStopped` describing the failure when a process fails, and
+    ``KeyboardInterrupt`` after a Ctrl-C (rank 0 has recorded the run as
+    interrupted and said how to resume it)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -52,6 +55,8 @@ def launch(nproc: int, argv: list[str]) -> None:
         )
         try:
             run(args)
+        except SignalException:  # Ctrl-C (or a SIGTERM): torchrun has passed it on to the processes
+            raise KeyboardInterrupt from None
         except ChildFailedError as exc:
             run_dir = Path(state.read_text()) if state.exists() else None
             summary = _summary(exc)

@@ -285,17 +285,21 @@ def processes_of(launcher: subprocess.Popen) -> dict[int, int]:
     return found
 
 
-def start_and_kill(runs: Path, rank: int) -> subprocess.CompletedProcess:
+def start_and_kill(runs: Path, rank: int | None) -> subprocess.CompletedProcess:
     """Start a long 2-process run, SIGKILL process ``rank`` once the first
-    checkpoint is written, and return what the launcher said."""
+    checkpoint is written (or, with None, press Ctrl-C: SIGINT to the
+    launcher's process group), and return what the launcher said."""
     launcher = subprocess.Popen([SSLX, "run", str(EXPERIMENTS / "simclr.json"), "--nproc", "2", "--runs-dir", str(runs),
                                  *sets("trainer.max_steps=400", "trainer.checkpoint_every=4")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while not (runs / "1" / "last.pt").exists():
         assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()
         time.sleep(0.05)
-    os.kill(processes_of(launcher)[rank], signal.SIGKILL)
+    if rank is None:
+        os.killpg(launcher.pid, signal.SIGINT)
+    else:
+        os.kill(processes_of(launcher)[rank], signal.SIGKILL)
     out, err = launcher.communicate(timeout=120)
     return subprocess.CompletedProcess(launcher.args, launcher.returncode, out, err)
 
@@ -326,3 +330,13 @@ def test_a_killed_process_fails_the_run_which_resumes(tmp_path, killed):
     start = record["info"]["resumed_at_step"]
     assert start >= 4 and start % 4 == 0
     assert record["metrics"]["train.loss"]["steps"] == list(range(start + 1, 11))
+
+
+def test_ctrl_c_interrupts_every_process_and_says_how_to_resume(tmp_path):
+    stopped = start_and_kill(tmp_path, None)
+    assert stopped.returncode == 130
+    assert f"INTERRUPTED, recorded in {tmp_path / '1'}. Continue it with: sslx run --resume {tmp_path / '1'} --nproc 2" \
+        in stopped.stderr
+    assert "SignalException" not in stopped.stderr
+    assert read_run(tmp_path / "1")["run"]["status"] == "INTERRUPTED"
+    assert (tmp_path / "1" / "last.pt").exists()
