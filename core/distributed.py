@@ -20,7 +20,6 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from sslx.errors import UserError
@@ -44,6 +43,10 @@ def rank() -> int:
 
 def is_main_process() -> bool:
     return rank() == 0
+
+
+def backend() -> str | None:
+    return str(dist.get_backend()) if is_distributed() else None
 
 
 # ----------------------------------------------------------------------------
@@ -80,8 +83,8 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, timeout=_timeout(), device_id=device if device.type == "cuda" else None)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=_timeout(),
+                            device_id=device if device.type == "cuda" else None)
     try:
         yield device
     finally:

@@ -415,12 +415,12 @@ def _train(
         recorder.set_info("data", report)
     recorder.set_info("device", str(device))
     if world > 1:
-        recorder.set_info("distributed", {"world_size": world, "backend": dist_backend(),
+        recorder.set_info("distributed", {"world_size": world, "backend": distributed.backend(),
                                           "sync_batchnorm": t.sync_batchnorm, "batch_per_process": t.batch_size // world})
 
     def evaluate(step: int, keep_files: bool = True) -> dict[str, float]:
-        """Rank 0 runs the evaluators (on its own copy of the encoder; the
-        training RNG is left as it was) while the others wait."""
+        """Rank 0 runs the evaluators (with the training RNG set aside, so
+        evaluating does not change the training) while the others wait."""
         result: dict[str, float] = {}
         if main:
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -532,8 +532,3 @@ def _train(
     finally:
         host.run_finished(run, status, result)
 
-
-def dist_backend() -> str | None:
-    import torch.distributed as dist
-
-    return str(dist.get_backend()) if distributed.is_distributed() else None
