@@ -1,8 +1,8 @@
 """The sslx plugin contract: every hook a plugin may implement.
 
 A plugin is a module (or object) with functions decorated by
-``@sslx.hookimpl`` whose names are hooks below. It is found through the
-``sslx`` entry-point group::
+``@sslx.hookimpl`` (pluggy's ``HookimplMarker("sslx")``) whose names are
+hooks below. It is found through the ``sslx`` entry-point group::
 
     [project.entry-points.sslx]
     mymethod = "sslx_mymethod"
@@ -33,20 +33,35 @@ hookimpl = pluggy.HookimplMarker("sslx")
 
 
 class Register(Protocol):
-    """The callable passed to registrar hooks."""
+    """The callable passed to registrar hooks.
+
+    A class that is not a subclass of the hook's base class, has no valid
+    ``name`` (lower-case letters, digits and underscores, starting with a
+    letter) or no ``Params`` model is refused: the plugin is reported and
+    skipped. A name two plugins register is unusable, with an error naming
+    both.
+    """
 
     def __call__(self, component: type[Component], name: str | None = None) -> None:
         """Register ``component`` under ``name`` (default: ``component.name``)."""
 
 
 class RunContext(Protocol):
-    """What lifecycle hooks see of a run."""
+    """What lifecycle hooks see of a run.
 
-    config: dict[str, Any]  # the validated experiment, defaults filled in
-    run_dir: Any  # pathlib.Path of the run's record, or None when unrecorded
+    Under DDP every process has its own, and only rank 0's is recorded.
+
+    :ivar config: the validated experiment, defaults filled in.
+    :ivar run_dir: the ``pathlib.Path`` of the run's record, or ``None`` when
+        the run is not recorded or this is not rank 0.
+    """
+
+    config: dict[str, Any]
+    run_dir: Any
 
     def log_scalar(self, name: str, value: float, step: int) -> None:
-        """Record a metric (use dotted names such as ``myplugin.grad_norm``)."""
+        """Record a metric (use dotted names such as ``myplugin.grad_norm``);
+        a no-op on processes other than rank 0."""
 
 
 # ----------------------------------------------------------------------------
@@ -117,7 +132,9 @@ def sslx_register_evaluators(register: Register) -> None:
 def sslx_register_commands(cli: click.Group) -> None:
     """Add commands to the ``sslx`` command line.
 
-    Fires once, when the CLI starts, after plugins are loaded.
+    Fires at most once per command line, after plugins are loaded, when
+    ``sslx`` lists its commands (``sslx --help``) or is given one it does not
+    define itself.
 
     :param cli: the root ``click`` group; call ``cli.add_command(...)``.
     """
@@ -131,7 +148,8 @@ def sslx_register_commands(cli: click.Group) -> None:
 def sslx_run_started(run: RunContext) -> None:
     """A training run has started; components are built, no step taken yet.
 
-    Fires once per run (on the process that records it), before the first step.
+    Fires once per run, before the first step (also when the run resumes from
+    a checkpoint); under DDP in every process.
 
     :param run: the run; ``run.config`` is the validated experiment.
     """
@@ -141,12 +159,15 @@ def sslx_run_started(run: RunContext) -> None:
 def sslx_step_finished(run: RunContext, step: int, output: ObjectiveOutput, lr: float) -> None:
     """An optimizer step has finished.
 
-    Fires after every optimizer step, after the objective's ``on_step_end``.
+    Fires after every optimizer step, after the objective's ``on_step_end``;
+    under DDP in every process, with that process's output.
+
     Keep it cheap: it is on the hot path. Raising an exception fails the run
     (its last checkpoint is kept).
 
     :param run: the run; use ``run.log_scalar`` to record metrics.
-    :param step: the step just taken, counting from 1.
+    :param step: the step just taken, counting from 1 (a resumed run goes on
+        from its checkpoint's step).
     :param output: what the objective returned for this step (tensors may live
         on the accelerator; ``.item()`` forces a synchronisation).
     :param lr: the learning rate used for this step.
@@ -157,9 +178,11 @@ def sslx_step_finished(run: RunContext, step: int, output: ObjectiveOutput, lr: 
 def sslx_run_finished(run: RunContext, status: str, result: dict[str, float] | None) -> None:
     """A training run has ended.
 
-    Fires once per run, whether it completed, failed or was interrupted.
+    Fires once per run that fired ``sslx_run_started``, whether it completed,
+    failed or was interrupted; under DDP in every process.
 
     :param run: the run.
     :param status: ``"COMPLETED"``, ``"FAILED"`` or ``"INTERRUPTED"``.
-    :param result: the final evaluation metrics when completed, else ``None``.
+    :param result: the final evaluation metrics when completed (empty on
+        processes other than rank 0), else ``None``.
     """
