@@ -1,10 +1,20 @@
 """Every registered component passes the shared conformance checks of
-``sslx.testing``; every shipped experiment's objective passes
-``check_objective`` on a real batch of its own views (multi-crop, jigsaw
-tiles and one-view batches included)."""
+``sslx.testing``: the registry's contract, then its kind's behaviour, built
+as the first shipped experiment that uses it builds it (with that
+experiment's data, views and encoder) or, if none does, with the kit's tiny
+parts. Every shipped experiment's objective passes ``check_objective`` on a
+real batch of its own views (multi-crop, jigsaw tiles and one-view batches
+included). The checks catch purposely broken components, with a readable
+message."""
 
 from __future__ import annotations
 
+import json
+import pickle
+import threading
+from dataclasses import replace
+
+import numpy as np
 import pytest
 import torch
 from helpers import EXPERIMENTS
@@ -14,16 +24,71 @@ import sslx
 from sslx.components import KINDS
 from sslx.data import ViewDataset
 from sslx.plugins import load_plugins
-from sslx.testing import check_component, check_objective, random_batch
-from sslx.trainer import build
+from sslx.testing import (
+    check_augmentation,
+    check_component,
+    check_dataset,
+    check_encoder,
+    check_evaluator,
+    check_objective,
+    check_sampler,
+    conformance,
+    random_batch,
+)
+from sslx.trainer import build, eval_context
 
 HOST = load_plugins(strict=True)
 COMPONENTS = [(kind, name) for kind in KINDS for name in HOST.registry.names(kind)]
 
 
+def first_experiment_using(kind: str, name: str) -> str | None:
+    for path in sorted(EXPERIMENTS.glob("*.json")):
+        config = json.loads(path.read_text())
+        used = [e["name"] for e in config.get("evaluators", [])] if kind == "evaluator" else [config[kind]["name"]]
+        if name in used:
+            return path.stem
+    return None
+
+
+def image_folders(root, dataset) -> dict:
+    """``image_folder``'s parameters for the tiny photo patches written as PNG
+    files, one subfolder per photograph."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        data = dataset.split(split)
+        for i in range(len(data)):
+            folder = root / split / f"photo{data.labels[i]}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(data.image(i)).save(folder / f"{i}.png")
+    return {"root": str(root / "train"), "test_root": str(root / "test"), "labeled": True}
+
+
 @pytest.mark.parametrize("kind,name", COMPONENTS, ids=[f"{k}-{n}" for k, n in COMPONENTS])
-def test_registered_component_conforms(kind, name):
-    check_component(HOST.component(kind, name).cls, kind)
+def test_registered_component_conforms(kind, name, tiny, tmp_path, sslx_tiny_dataset):
+    cls = HOST.component(kind, name).cls
+    experiment = first_experiment_using(kind, name)
+    if experiment is None:  # nothing ships with it: the kit's tiny parts
+        needs = {"image_folder": lambda: image_folders(tmp_path, sslx_tiny_dataset)}  # required parameters
+        conformance(kind, cls, needs[name]() if name in needs else None)
+        return
+    check_component(cls, kind)
+    exp = tiny(experiment)
+    parts = build(exp)
+    split = parts.dataset.split("train")
+    if kind == "dataset":
+        check_dataset(parts.dataset)
+    elif kind == "augmentation":
+        check_augmentation(parts.augmentation, split)
+    elif kind == "sampler":
+        check_sampler(parts.sampler, split, parts.augmentation)
+    elif kind == "encoder":
+        check_encoder(parts.encoder, replace(split.info, channels=parts.augmentation.out_channels))
+    elif kind == "evaluator":
+        index = [e["name"] for e in exp.config["evaluators"]].index(name)
+        info, params = exp.evaluators[index]
+        check_evaluator(info.cls(params), eval_context(exp, parts, torch.device("cpu")))
+    # objectives: test_shipped_objective_conforms_on_its_own_views
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in EXPERIMENTS.glob("*.json")))
@@ -174,3 +239,161 @@ def test_undocumented_parameters_and_bad_names_are_caught():
         check_component(BadName, "objective")
     with pytest.raises(AssertionError, match="must derive from sslx.Encoder"):
         check_component(Documented, "encoder")
+
+
+# --- the kit's other checks catch what they are meant to catch ---------------------------------
+
+
+class _NonScalar(_Base):
+    """Returns one loss per sample instead of their mean."""
+
+    def forward(self, batch):
+        z = self.head(self.encoder(batch.views[0]))
+        return sslx.ObjectiveOutput(loss=z.pow(2).mean(dim=1), embeddings=z.detach())
+
+
+def test_an_objective_returning_a_non_scalar_loss_is_caught():
+    with pytest.raises(AssertionError, match=r"objective 'conformance_probe': loss must be a floating 0-dim tensor"):
+        check_objective(_maker(_NonScalar), random_batch(num_views=1))
+
+
+class _Misdeclared(_Encoder):
+    """Declares 7 features and returns 5."""
+
+    out_dim = 7
+    stages = ("conv",)
+
+    def forward_stages(self, x):
+        return {"conv": self.conv(x)}
+
+
+def test_an_encoder_whose_output_size_differs_from_its_declaration_is_caught():
+    with pytest.raises(AssertionError, match=r"encoder 'conformance_encoder': output is \(4, 5\), "
+                                             r"expected \(batch, out_dim\) = \(4, 7\)"):
+        check_encoder(_Misdeclared(), DATA)
+
+
+class _Unpicklable(sslx.PairSampler):
+    """Holds a lock, which cannot be pickled."""
+
+    name = "unpicklable"
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.lock = threading.Lock()
+
+    @property
+    def num_views(self):
+        return 2
+
+    def sample(self, split, index, augmentation):
+        image = split.image(index)
+        return [augmentation.view(image, 0), augmentation.view(image, 1)]
+
+
+def test_a_sampler_that_cannot_be_pickled_is_caught(sslx_tiny_dataset):
+    from sslx.tinyparts import TinyViews
+
+    split = sslx_tiny_dataset.split("train")
+    with pytest.raises(AssertionError, match=r"sampler 'unpicklable' cannot be pickled, so DataLoader workers "
+                                             r"cannot receive it: cannot pickle '_thread.lock'"):
+        check_sampler(_Unpicklable(sslx.NoParams()), split, TinyViews(TinyViews.Params(), split.info))
+    with pytest.raises(TypeError):
+        pickle.dumps(threading.Lock())
+
+
+class _OneDraw(sslx.Augmentation):
+    """Draws its random parameters once per batch, not once per sample."""
+
+    name = "one_draw"
+
+    def seed(self, seed):
+        self.shift = float(np.random.default_rng(seed).normal())
+
+    def view(self, image, view):
+        return torch.from_numpy(image.astype(np.float32) / 255 + self.shift).permute(2, 0, 1).contiguous()
+
+    def eval(self, image):
+        return torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
+
+    @property
+    def out_channels(self):
+        return self.data.channels
+
+
+def test_an_augmentation_with_one_draw_per_batch_is_caught(sslx_tiny_dataset):
+    split = sslx_tiny_dataset.split("train")
+    with pytest.raises(AssertionError, match="each sample needs its own random parameters"):
+        check_augmentation(_OneDraw(sslx.NoParams(), split.info), split)
+
+
+def test_a_dataset_with_labels_beyond_its_classes_is_caught(sslx_tiny_dataset):
+    split = sslx_tiny_dataset.split("train")
+
+    class Overflowing(sslx.Dataset):
+        """Says 3 classes, has 4."""
+
+        name = "overflowing"
+
+        def split(self, name):
+            if name not in ("train", "test"):
+                raise sslx.UserError("no such split")
+            return sslx.ArraySplit(split.images, split.labels, replace(split.info, num_classes=3))
+
+    with pytest.raises(AssertionError, match=r"dataset 'overflowing', split 'train': label 3 is not below "
+                                             r"info.num_classes \(3\)"):
+        check_dataset(Overflowing(sslx.NoParams()))
+
+
+def test_an_evaluator_that_trains_the_shared_encoder_is_caught():
+    from sslx.testing import tiny_context
+
+    class Meddling(sslx.Evaluator):
+        """Fine-tunes the encoder in place."""
+
+        name = "meddling"
+
+        def evaluate(self, ctx):
+            with torch.no_grad():
+                next(ctx.encoder.parameters()).add_(1.0)
+            return {"score": 1.0}
+
+    with pytest.raises(AssertionError, match=r"evaluator 'meddling' changed the encoder .*copy.deepcopy"):
+        check_evaluator(Meddling(sslx.NoParams()), tiny_context())
+
+
+# --- the pytest fixtures ----------------------------------------------------------------------
+
+
+class _Plugin:
+    """A method plugin registered for one test."""
+
+    @sslx.hookimpl
+    def sslx_register_objectives(self, register):
+        class Probe(_Base):
+            """A linear read-out pulled towards zero (trains)."""
+
+            name = "fixture_probe"
+
+        register(Probe)
+
+
+TINY_RUN = {"dataset": {"name": "tiny_images"}, "augmentation": {"name": "tiny_views"},
+            "sampler": {"name": "tiny_pairs"}, "encoder": {"name": "tiny_encoder"}, "evaluators": [],
+            "trainer": {"batch_size": 16}}
+
+
+def test_the_fixtures_give_an_isolated_host_that_runs_registered_plugins(sslx_host, sslx_register, sslx_run):
+    assert sorted(sslx_host.registry.names("objective")) == ["tiny_infonce"], "no installed plugin leaks in"
+    sslx_register(_Plugin(), "probe-plugin")
+    recorder = sslx_run({**TINY_RUN, "objective": {"name": "fixture_probe"}}, steps=4)
+    assert [step for step, _ in recorder.metrics["train.loss"]] == [1, 2, 3, 4]
+    contrastive = sslx_run({**TINY_RUN, "objective": {"name": "tiny_infonce"}}, steps=2)
+    assert all(np.isfinite(v) for _, v in contrastive.metrics["train.loss"])
+
+
+def test_the_kit_parts_conform_themselves():
+    from sslx.tinyparts import TINY_COMPONENTS
+
+    for kind, cls in TINY_COMPONENTS.items():
+        conformance(kind, cls)
