@@ -87,6 +87,7 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
                             device_id=device if device.type == "cuda" else None)
     try:
         yield device
+        dist.barrier()  # no process tears the group down while another still talks to it
     finally:
         dist.destroy_process_group()
 

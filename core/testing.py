@@ -230,6 +230,7 @@ def _process_entry(rank: int, fn: Callable[..., None], world_size: int, store: s
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
     try:
         fn(rank, *args)
+        dist.barrier()  # no process tears the group down while another still talks to it
     finally:
         dist.destroy_process_group()
 
