@@ -218,6 +218,29 @@ class Augmentation(Component, abc.ABC):
     def out_channels(self) -> int:
         """Number of channels of the views."""
 
+    def batched(self) -> BatchedAugmentation | None:
+        """The same views made a whole batch at a time on the training device
+        (``trainer.augment_on_device``), or ``None`` where the augmentation
+        has no such path."""
+        return None
+
+
+class BatchedAugmentation(abc.ABC):
+    """An augmentation's batched path: the views of a batch of images (a
+    uint8 ``(n, C, H, W)`` tensor on the training device) made at once,
+    every sample with its own random parameters. ``draw`` makes the random
+    parameters of view ``view`` for ``n`` samples from ``generator`` (a dict
+    of tensors whose first dimension is the sample), ``apply`` makes the
+    views; splitting the two lets each process of a distributed run draw for
+    the global batch and apply its own rows."""
+
+    @abc.abstractmethod
+    def draw(self, view: int, n: int, image_shape: tuple[int, int, int], generator: torch.Generator) -> dict[str, torch.Tensor]: ...
+
+    @abc.abstractmethod
+    def apply(self, view: int, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Normalised float32 views ``(n, C, h, w)`` of ``images`` (uint8 ``(n, C, H, W)``)."""
+
 
 @dataclass
 class Sample:
@@ -247,6 +270,9 @@ class PairSampler(Component, abc.ABC):
     """
 
     group_size: int = 1
+    # True when each sample is just ``num_views`` augmented views of its item's
+    # image (the 'crops' sampler): the views can then be made on the device
+    views_of_one_image: ClassVar[bool] = False
 
     def __init__(self, params: Params):
         self.params = params

@@ -60,6 +60,10 @@ class TrainerParams(Params):
     eval_every: int | None = Field(None, ge=1, description="Also run the evaluators every this many steps (null: only at the end).")
     eval_at_start: bool = Field(False, description="Also run the evaluators before the first step (logged at step 0): the "
                                                    "untrained encoder's scores, the floor a run must beat.")
+    augment_on_device: bool = Field(False, description="Keep the training images on the training device as uint8 and make "
+                                                       "each batch's views there, all samples at once, each with its own "
+                                                       "random parameters (no loader workers). Needs an augmentation with a "
+                                                       "batched path (simclr, mocov2, multicrop) and the 'crops' sampler.")
     sync_batchnorm: bool = Field(True, description="With several processes, normalise BatchNorm layers with the statistics of the "
                                                   "global batch (SyncBatchNorm), as one process would; false keeps per-process "
                                                   "statistics (faster, but the answer then depends on the number of processes).")

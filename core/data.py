@@ -144,3 +144,47 @@ def train_loader(
         # use (e.g. sampling negatives) and checkpoints restore
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+class DeviceBatches:
+    """Batches whose views are made on the training device
+    (``trainer.augment_on_device``): the split's images are kept there as
+    one uint8 tensor, and each view of a batch is made for all its samples at
+    once by the augmentation's batched path. The items and their order are
+    :class:`SeededBatchSampler`'s; the random parameters of view ``v`` of a
+    global batch come from a generator seeded by that batch's first item
+    seed and ``v``, drawn for the whole global batch, so that each process
+    of a distributed run applies its rows of the same draws."""
+
+    def __init__(self, split: ImageSplit, sampler: PairSampler, augmentation: Augmentation, batch_size: int, seed: int,
+                 start_step: int, device: torch.device, rank: int = 0, world_size: int = 1):
+        batched = augmentation.batched()
+        if batched is None or not sampler.views_of_one_image or sampler.group_size != 1:
+            missing = (f"augmentation {augmentation.name!r} has no batched path" if batched is None else
+                       f"sampler {sampler.name!r} does not make plain views of one image")
+            raise UserError(f"trainer.augment_on_device needs an augmentation with a batched path (simclr, mocov2, "
+                            f"multicrop) and a sampler whose samples are views of one image (crops), but {missing}: "
+                            f"change it, or set trainer.augment_on_device to false.")
+        if split.info.image_size is None:
+            raise UserError("trainer.augment_on_device keeps the images in one tensor, so they must all have one size; "
+                            "this dataset's vary: set trainer.augment_on_device to false.")
+        images = np.stack([split.image(i) for i in range(len(split))])  # (N, H, W, C) uint8
+        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+        self.labels = torch.as_tensor(split.labels if split.labels is not None else np.full(len(split), -1))
+        self.batched, self.num_views, self.device = batched, sampler.num_views, device
+        self.whole = SeededBatchSampler(len(split), batch_size, seed, start_step)
+        per = batch_size // world_size
+        self.mine = slice(rank * per, (rank + 1) * per)
+
+    def __iter__(self) -> Iterator[Batch]:
+        generator = torch.Generator(self.device)
+        shape = tuple(self.images.shape[1:])
+        for keys in self.whole:
+            index = torch.tensor([i for i, _ in keys[self.mine]])
+            images = self.images[index.to(self.device)]
+            views = []
+            for v in range(self.num_views):
+                generator.manual_seed(derive_seed(keys[0][1], v))
+                params = self.batched.draw(v, len(keys), shape, generator)  # type: ignore[arg-type]
+                views.append(self.batched.apply(v, images, {k: p[self.mine] for k, p in params.items()}))
+            yield Batch(views=views, index=index, label=self.labels[index])

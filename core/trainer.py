@@ -40,7 +40,7 @@ from sslx.components import (
     TrainInfo,
 )
 from sslx.config import ResolvedExperiment, TrainerParams
-from sslx.data import ViewDataset, auto_workers, train_loader, worker_user_error
+from sslx.data import DeviceBatches, ViewDataset, auto_workers, train_loader, worker_user_error
 from sslx.errors import ProcessStopped, TrainingDiverged, UserError
 
 
@@ -396,16 +396,20 @@ def _train(
 
     # -- 4. data: this process's share of each global batch ---------------------
     train_split = parts.dataset.split("train")
-    loader = train_loader(
-        ViewDataset(train_split, parts.sampler, parts.augmentation),
-        t.batch_size,
-        exp.seed,
-        start_step,
-        workers,
-        pin_memory=device.type == "cuda",
-        rank=distributed.rank(),
-        world_size=world,
-    )
+    if t.augment_on_device:  # images kept on the device, each view made for the whole batch at once
+        loader: Any = DeviceBatches(train_split, parts.sampler, parts.augmentation, t.batch_size, exp.seed, start_step,
+                                    device, rank=distributed.rank(), world_size=world)
+    else:
+        loader = train_loader(
+            ViewDataset(train_split, parts.sampler, parts.augmentation),
+            t.batch_size,
+            exp.seed,
+            start_step,
+            workers,
+            pin_memory=device.type == "cuda",
+            rank=distributed.rank(),
+            world_size=world,
+        )
     run = RunHandle(exp.config, recorder)
     run_dir = recorder.run_dir if main else None  # rank 0 alone writes checkpoints
     last_path = run_dir / ckpt.LAST if run_dir else None

@@ -150,6 +150,12 @@ class Views(Pipeline):
     def view(self, image: np.ndarray, view: int) -> torch.Tensor:
         return self._to_tensor(self.pipeline(image=image)["image"])
 
+    def batched(self) -> sslx.BatchedAugmentation:
+        from sslx_augmentations.batched import BatchedViews, ViewsOnDevice
+
+        return ViewsOnDevice(BatchedViews(self.params, size=self.size, mean=self.mean.flatten().tolist(),
+                                          std=self.std.flatten().tolist()))
+
 
 class SimCLRViews(Views):
     """SimCLR's views (Chen et al., 2020, arXiv:2002.05709): crop scale

@@ -38,6 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+import sslx
 from sslx_augmentations import Pair, ViewParams
 
 SOLARIZE_THRESHOLD = 0.5  # view_ops: Solarize(threshold_range=(0.5, 0.5)), a fraction of the maximum value
@@ -379,3 +380,23 @@ class BatchedViews:
         """Views of (n, C, H, W) images with parameters drawn from ``generator`` (on the images' device)."""
         n, c, height, width = images.shape
         return self.apply(images, self.draw(n, height, width, c, generator))
+
+
+class ViewsOnDevice(sslx.BatchedAugmentation):
+    """An augmentation's batched path (``trainer.augment_on_device``): views
+    before ``first_small`` come from ``large``, the others from ``small``
+    (multi-crop's two sizes; a one-size augmentation passes ``small=None``)."""
+
+    def __init__(self, large: BatchedViews, small: BatchedViews | None = None, first_small: int = 1 << 30):
+        self.large, self.small, self.first_small = large, small, first_small
+
+    def _maker(self, view: int) -> BatchedViews:
+        return self.large if view < self.first_small or self.small is None else self.small
+
+    def draw(self, view: int, n: int, image_shape: tuple[int, int, int],
+             generator: torch.Generator) -> dict[str, torch.Tensor]:
+        channels, height, width = image_shape
+        return self._maker(view).draw(n, height, width, channels, generator)
+
+    def apply(self, view: int, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._maker(view).apply(images, params)

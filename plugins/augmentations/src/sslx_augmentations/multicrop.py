@@ -77,6 +77,14 @@ class MultiCrop(Pipeline):
         self.large.set_random_seed(seed % 2**32)
         self.small.set_random_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
 
+    def batched(self) -> sslx.BatchedAugmentation:
+        from sslx_augmentations.batched import BatchedViews, ViewsOnDevice
+
+        norm = {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+        return ViewsOnDevice(BatchedViews(self.params, size=self.size, crop_scale=self.params.large_scale, **norm),
+                             BatchedViews(self.params, size=self.small_size, crop_scale=self.params.small_scale, **norm),
+                             first_small=self.params.n_large)
+
     def view(self, image: np.ndarray, view: int) -> torch.Tensor:
         if not 0 <= view < self.num_views:
             raise sslx.UserError(

@@ -15,6 +15,7 @@ class Crops(sslx.PairSampler):
     negatives (the sampler of SimCLR, MoCo, BYOL, Barlow Twins)."""
 
     name = "crops"
+    views_of_one_image = True  # so trainer.augment_on_device can make its views on the device
 
     class Params(sslx.Params):
         views: int = Field(2, ge=1, le=16, description="Views per image (2 for SimCLR, MoCo and PIRL; 1 for NPID).")
