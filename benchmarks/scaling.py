@@ -31,26 +31,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from benchutil import REPO, hardware, write_section
 
-import sslx
+from sslx.bench import StepClock
 
 EXPERIMENT = REPO / "experiments" / "simclr.json"
-
-
-class StepClock:
-    """Plugin that notes when each optimizer step finished."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    @sslx.hookimpl
-    def sslx_step_finished(self, run, step, output, lr):
-        self.times.append(time.perf_counter())
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -141,8 +129,7 @@ def main() -> None:
     for n in sorted(set(args.nproc) - {1}):
         r = measure(args, n, False)
         rows.append({"config": f"{n} processes", "processes": n, **r, "ratio": r["views_per_s"] / base["views_per_s"]})
-    report = {"date": datetime.date.today().isoformat(), "hardware": hardware() if args.device == "cuda" else
-              f"{hardware()}", "device": args.device, "torch": torch.__version__, "experiment": "experiments/simclr.json",
+    report = {"date": datetime.date.today().isoformat(), "hardware": hardware(), "device": args.device, "torch": torch.__version__, "experiment": "experiments/simclr.json",
               "steps": args.steps, "warmup": args.warmup, "sets": args.set, "rows": rows}
     print(json.dumps(report, indent=2))
     if args.no_docs:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 import sslx
+from sslx import scaffold
 from sslx.components import KINDS
 from sslx.config import TrainerParams, apply_overrides, json_schema, read_experiment, resolve
 from sslx.errors import ProcessStopped, UserError
@@ -438,6 +439,24 @@ def compare(runs: tuple[str, ...], source: Path, mongo_url: str | None, mongo_db
 @cli.command()
 @click.argument("experiment", type=click.Path(path_type=Path))
 @set_option
+@click.option("--seconds", type=click.FloatRange(min=1), default=20.0, show_default=True,
+              help="About how long to measure, both measurements together.")
+@click.pass_context
+def bench(ctx: click.Context, experiment: Path, assignments: tuple[str, ...], seconds: float) -> None:
+    """Measure an EXPERIMENT's training speed and print JSON: end-to-end
+    view-images/s (the real trainer and data path), the model-only ceiling on
+    the same device (the step on a batch already there), their ratio, and
+    peak memory. Records nothing."""
+    from sslx.bench import bench as measure
+
+    raw = apply_overrides(read_experiment(experiment), list(assignments))
+    exp = resolve(raw, _host(ctx), source=str(experiment))
+    click.echo(json.dumps({"experiment": str(experiment), **measure(exp, _host(ctx), seconds)}, indent=2))
+
+
+@cli.command()
+@click.argument("experiment", type=click.Path(path_type=Path))
+@set_option
 @click.pass_context
 def validate(ctx: click.Context, experiment: Path, assignments: tuple[str, ...]) -> None:
     """Check an EXPERIMENT file against the installed plugins; print it with defaults filled in."""
@@ -536,6 +555,27 @@ def describe(ctx: click.Context, kind: str, name: str | None, as_json: bool) -> 
         click.echo(f"  {p.name} : {p.type} = {default_repr(p.default)}")
         if p.description:
             click.echo(f"      {p.description}")
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(list(scaffold.EXAMPLES)), default="objective", show_default=True,
+              help="The kind of the example component.")
+@click.option("--dir", "parent", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
+              help="The folder to create sslx-NAME/ in (default: the current folder).")
+@click.pass_context
+def new_plugin(ctx: click.Context, name: str, kind: str, parent: Path) -> None:
+    """Create sslx-NAME/ (with - for _), a plugin distribution ready to
+    install: one working KIND component registered as NAME (edit it into
+    yours), its tests on the conformance kit, an experiment that trains it, a
+    README."""
+    scaffold.check_name(name)  # before loading the plugins, which new_plugin checks the name against
+    root = scaffold.new_plugin(name, kind, parent, _host(ctx))
+    click.echo(f"Created {root}/: the {kind} {name!r} in src/sslx_{name}/__init__.py. Next:\n\n"
+               f"  cd {root}\n"
+               f"  pip install --no-build-isolation -e '.[test]'\n"
+               f"  python -m pytest\n"
+               f"  sslx run experiments/{name}.json")
 
 
 def main() -> None:
