@@ -60,6 +60,10 @@ class TrainerParams(Params):
     eval_every: int | None = Field(None, ge=1, description="Also run the evaluators every this many steps (null: only at the end).")
     eval_at_start: bool = Field(False, description="Also run the evaluators before the first step (logged at step 0): the "
                                                    "untrained encoder's scores, the floor a run must beat.")
+    compile: bool = Field(False, description="torch.compile the training step's model (the objective, under DDP too): "
+                                             "faster steps on GPUs after a compilation of seconds to minutes.")
+    fused_optimizer: bool = Field(False, description="Use the optimizer's fused kernel (one kernel for all parameters; "
+                                                     "faster on GPUs).")
     augment_on_device: bool = Field(False, description="Keep the training images on the training device as uint8 and make "
                                                        "each batch's views there, all samples at once, each with its own "
                                                        "random parameters (no loader workers). Needs an augmentation with a "

@@ -172,8 +172,8 @@ def make_optimizer(model: torch.nn.Module, t: TrainerParams) -> torch.optim.Opti
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.momentum, 0.999))
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, fused=t.fused_optimizer or None)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.momentum, 0.999), fused=t.fused_optimizer or None)
 
 
 def embedding_std(embeddings: torch.Tensor) -> float:
@@ -328,6 +328,34 @@ def _wrap(objective: Objective, device: torch.device) -> torch.nn.Module:
     )
 
 
+class _Divergence:
+    """The first step whose loss was not finite, noted on the device without
+    waiting for it (the step never synchronises with the host); ``check``
+    reads it back where the host looks anyway (logging, checkpoints,
+    evaluations, the end) and stops the run before a diverged model is saved."""
+
+    def __init__(self, t: TrainerParams, total_steps: int, device: torch.device):
+        self.t, self.total_steps = t, total_steps
+        self.step = torch.full((), -1, dtype=torch.long, device=device)
+        self.loss = torch.zeros((), device=device)
+
+    def note(self, loss: torch.Tensor, step: int) -> None:
+        first = (self.step < 0) & ~torch.isfinite(loss)
+        self.step = torch.where(first, step, self.step)
+        self.loss = torch.where(first, loss.detach(), self.loss)
+
+    def check(self, last_path: Path | None) -> None:
+        step = int(self.step)
+        if step < 0:
+            return
+        lr = lr_at(self.t, step - 1, self.total_steps)
+        where = f"the last good checkpoint is {last_path}" if last_path and last_path.exists() else "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"the loss became {float(self.loss)} at step {step} (learning rate {lr:.4g}), so the run stopped; "
+            f"{where}. Lower trainer.lr, add trainer.warmup_steps or trainer.grad_clip, or check the objective's parameters."
+        )
+
+
 def _check_split(t: TrainerParams, group_size: int, world: int) -> None:
     if world > 1 and t.batch_size % (group_size * world):
         per = group_size * world
@@ -393,6 +421,8 @@ def _train(
         start_step = int(state["step"])
         recorder.set_info("resumed_at_step", start_step)
     model = _wrap(objective, device)
+    if t.compile:
+        model = torch.compile(model)
 
     # -- 4. data: this process's share of each global batch ---------------------
     train_split = parts.dataset.split("train")
@@ -441,6 +471,7 @@ def _train(
         if t.eval_at_start and start_step == 0:  # the untrained encoder's scores: the floor to beat
             evaluate(0, keep_files=False)
         batches = iter(loader)
+        diverged = _Divergence(t, parts.total_steps, device)
         loss_sum = torch.zeros((), device=device)
         window, window_start = 0, time.perf_counter()
         bar = tqdm(
@@ -464,13 +495,7 @@ def _train(
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     out: ObjectiveOutput = model(batch)
                 loss = out.loss.float()
-                if not torch.isfinite(loss):
-                    where = f"the last good checkpoint is {last_path}" if last_path and last_path.exists() else "no checkpoint had been written yet"
-                    raise TrainingDiverged(
-                        f"the loss became {loss.item()} at step {step} (learning rate {lr:.4g}), so the run stopped; "
-                        f"{where}. Lower trainer.lr, add trainer.warmup_steps or trainer.grad_clip, "
-                        f"or check the objective's parameters."
-                    )
+                diverged.note(loss, step)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # under DDP: the gradients are averaged over the processes here
                 if t.grad_clip:
@@ -483,6 +508,7 @@ def _train(
                 bar.update(1)
 
                 if step % t.log_every == 0 or step == parts.total_steps:
+                    diverged.check(last_path)
                     now = time.perf_counter()
                     names = list(out.metrics)
                     # one collective for the loss and the method's metrics: their mean over the processes
@@ -501,12 +527,15 @@ def _train(
                     loss_sum.zero_()
                     window, window_start = 0, now
                 if last_path and (step % t.checkpoint_every == 0 or stop["stop"]) and step != parts.total_steps:
+                    diverged.check(last_path)  # never save a diverged model
                     ckpt.save_atomic(_state(step, parts, optimizer, exp), last_path)
                 if stop["stop"]:
                     break
                 if t.eval_every and step % t.eval_every == 0 and step != parts.total_steps:
+                    diverged.check(last_path)
                     evaluate(step, keep_files=False)
         del batches
+        diverged.check(last_path)
         recorder.set_info("train_seconds", round(time.perf_counter() - train_start, 3))
         if stop["stop"]:
             status = "INTERRUPTED"

@@ -139,9 +139,11 @@ class NaNPlugin:
         register(NaNObjective)
 
 
-def test_nan_loss_stops_the_run_keeps_the_last_good_checkpoint_and_records_why(tiny, host, tmp_path):
+@pytest.mark.parametrize("log_every", [2, 100])  # the step does not wait for the host: found at a checkpoint too
+def test_nan_loss_stops_the_run_keeps_the_last_good_checkpoint_and_records_why(tiny, host, tmp_path, log_every):
     host.add_plugin(NaNPlugin(), "nan")
-    exp = tiny("simclr", "objective={\"name\": \"nan_at_three\"}", "trainer.checkpoint_every=2")
+    exp = tiny("simclr", "objective={\"name\": \"nan_at_three\"}", "trainer.checkpoint_every=2",
+               f"trainer.log_every={log_every}")
     with pytest.raises(RunFailed) as failed:
         record_run(exp, host, runs_dir=tmp_path)
     assert isinstance(failed.value.reason, sslx.UserError)

@@ -157,3 +157,18 @@ def test_eval_at_start_logs_the_untrained_scores_at_step_0(tiny, host):
     (s0, untrained), (s2, trained) = rec.metrics["eval.knn_top1"]
     assert (s0, s2) == (0, 2) and 0 <= untrained <= 1 and 0 <= trained <= 1
     assert [s for s, _ in rec.metrics["train.loss"]] == [2], "evaluating first does not shift the steps"
+
+
+def test_compiled_step_and_fused_optimizer_train_like_the_plain_ones(tiny, host):
+    """trainer.compile (torch.compile of the objective) and
+    trainer.fused_optimizer give the plain run's losses up to float rounding."""
+    from sslx.trainer import MemoryRecorder, train
+
+    losses = {}
+    for sets in ((), ("trainer.compile=true", "trainer.fused_optimizer=true")):
+        recorder = MemoryRecorder()
+        train(tiny("simclr", "evaluators=[]", "trainer.max_steps=4", "trainer.log_every=1", "trainer.lr=0.01", *sets),
+              host, recorder)  # at rate 0.06 this tiny model is chaotic (see test_distributed)
+        losses[sets] = [v for _, v in recorder.metrics["train.loss"]]
+    plain, fast = losses.values()
+    assert len(fast) == 4 and fast == pytest.approx(plain, rel=1e-3)
