@@ -41,6 +41,7 @@ import torch
 from benchutil import REPO, hardware, write_section
 
 import sslx
+from sslx.bench import StepClock
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.data import auto_workers
 from sslx.modules import projection_mlp
@@ -77,21 +78,6 @@ def sslx_run(host, args: argparse.Namespace, batch: int, on_device: bool, steps:
     warm = min(args.warmup, steps - 1)
     rate = (steps - warm) / (clock.times[-1] - clock.times[warm - 1]) if warm >= 1 else float("nan")
     return {"steps_per_s": rate, "knn_top1": result.get("eval.knn_top1")}
-
-
-class StepClock:
-    """When each step finished; at the steps in ``sync`` (the timed span's
-    ends) after waiting for the device, so the span holds its work."""
-
-    def __init__(self, sync: set[int]) -> None:
-        self.sync = sync
-        self.times: list[float] = []
-
-    @sslx.hookimpl
-    def sslx_step_finished(self, run, step, output, lr):
-        if step in self.sync and torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter())
 
 
 class RGBEval(sslx.Augmentation):

@@ -53,7 +53,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.one_process_group:  # the distributed code path with a single process
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
     host = load_plugins(strict=True)
-    clock = StepClock()
+    clock = StepClock({args.warmup, args.steps})  # the timed span's ends wait for the GPU
     host.add_plugin(clock, "clock")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     sets = [f"trainer.max_steps={args.steps}", "trainer.progress=false", "evaluators=[]", f"trainer.device={args.device}",

@@ -32,13 +32,18 @@ from sslx.trainer import MemoryRecorder, build, make_optimizer, pick_device, see
 
 
 class StepClock:
-    """Plugin that notes when each optimizer step finished (``times``)."""
+    """Plugin that notes when each optimizer step finished (``times``). At
+    the steps in ``sync_at`` (a timed span's ends) it first waits for the
+    GPU, so the span holds the work queued in it; other steps never wait."""
 
-    def __init__(self) -> None:
+    def __init__(self, sync_at: set[int] = frozenset()) -> None:
+        self.sync_at = sync_at
         self.times: list[float] = []
 
     @sslx.hookimpl
     def sslx_step_finished(self, run, step, output, lr):
+        if step in self.sync_at and torch.cuda.is_available():
+            torch.cuda.synchronize()
         self.times.append(time.perf_counter())
 
 
@@ -90,7 +95,7 @@ def end_to_end(exp: ResolvedExperiment, host: Any, steps: int, warmup: int) -> f
     raw = apply_overrides(exp.config, [f"trainer.max_steps={warmup + steps}", "evaluators=[]", "trainer.progress=false",
                                        "trainer.eval_at_start=false", "trainer.eval_every=null",
                                        f"trainer.checkpoint_every={warmup + steps}"])
-    clock = StepClock()
+    clock = StepClock({warmup, warmup + steps})
     host.add_plugin(clock, "sslx-bench-clock")
     try:
         train(resolve(raw, host, source="sslx bench"), host, MemoryRecorder())
