@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from sslx.config import apply_overrides, read_experiment, resolve
-from sslx.tracking import RunRecord, record_run
-from sslx.trainer import MemoryRecorder, build, eval_context, run_evaluators, seed_everything, train
+from sslx.records import RunRecord, record_run
+from sslx.engine.trainer import MemoryRecorder, build, eval_context, run_evaluators, seed_everything, train
 
 REPO = Path(__file__).resolve().parent.parent
 

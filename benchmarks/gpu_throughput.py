@@ -41,12 +41,12 @@ import torch
 from benchutil import REPO, hardware, write_section
 
 import sslx
-from sslx.bench import StepClock
+from sslx.engine.bench import StepClock
 from sslx.config import apply_overrides, read_experiment, resolve
-from sslx.data import auto_workers
+from sslx.engine.data import auto_workers
 from sslx.modules import projection_mlp
 from sslx.plugins import load_plugins
-from sslx.trainer import MemoryRecorder, lr_at, make_optimizer, pick_device, seed_everything, train
+from sslx.engine.trainer import MemoryRecorder, lr_at, make_optimizer, pick_device, seed_everything, train
 
 EXPERIMENT = REPO / "experiments" / "simclr.json"
 KNN = {"name": "knn", "k": 200, "temperature": 0.1}

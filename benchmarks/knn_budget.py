@@ -32,7 +32,7 @@ from benchutil import REPO, evaluate_untrained, hardware, train_for_budget, writ
 import sslx
 from sslx.config import read_experiment
 from sslx.plugins import load_plugins
-from sslx.tracking import record_evaluation
+from sslx.records import record_evaluation
 
 METHODS = ["simclr", "moco", "npid", "pirl", "swav", "barlowtwins", "byol", "vicreg"]
 # `sslx eval` protocols run on every trained encoder: (protocol, --set assignments)

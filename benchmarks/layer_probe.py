@@ -32,8 +32,8 @@ from benchutil import REPO, evaluate_untrained, hardware, train_for_budget, writ
 
 from sslx.config import read_experiment, resolve
 from sslx.plugins import load_plugins
-from sslx.tracking import record_evaluation
-from sslx.trainer import build
+from sslx.records import record_evaluation
+from sslx.engine.trainer import build
 
 METHODS = {"pirl": "PIRL", "jigsaw": "Jigsaw"}
 

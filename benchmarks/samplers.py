@@ -27,7 +27,7 @@ from benchutil import REPO, hardware, train_for_budget, write_section
 
 from sslx.config import read_experiment, resolve
 from sslx.plugins import load_plugins
-from sslx.tracking import RunFailed, record_run
+from sslx.records import RunFailed, record_run
 
 # experiment -> (what it learns from, the measures that must beat the untrained model)
 SAMPLERS = {

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from benchutil import REPO, hardware, write_section
 
-from sslx.bench import StepClock
+from sslx.engine.bench import StepClock
 
 EXPERIMENT = REPO / "experiments" / "simclr.json"
 
@@ -48,7 +48,7 @@ def worker(args: argparse.Namespace) -> None:
     from sslx import distributed
     from sslx.config import apply_overrides, read_experiment, resolve
     from sslx.plugins import load_plugins
-    from sslx.trainer import MemoryRecorder, train
+    from sslx.engine.trainer import MemoryRecorder, train
 
     if args.one_process_group:  # the distributed code path with a single process
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")

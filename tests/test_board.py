@@ -22,7 +22,7 @@ from secantus import SecantusDBServer
 
 from sslx.board import default_folder, start_board
 from sslx.mongo import MongoTarget
-from sslx.tracking import record_run
+from sslx.records import record_run
 
 pytestmark = pytest.mark.browser
 

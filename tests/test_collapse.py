@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import sslx
-from sslx.trainer import MemoryRecorder, train
+from sslx.engine.trainer import MemoryRecorder, train
 from sslx_simclr import SimCLR
 
 

@@ -22,7 +22,7 @@ from sslx import compare
 from sslx.cli import cli
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import load_plugins
-from sslx.tracking import record_run
+from sslx.records import record_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

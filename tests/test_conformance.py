@@ -22,7 +22,7 @@ from pydantic import Field
 
 import sslx
 from sslx.components import KINDS
-from sslx.data import ViewDataset
+from sslx.engine.data import ViewDataset
 from sslx.plugins import load_plugins
 from sslx.testing import (
     check_augmentation,
@@ -35,7 +35,7 @@ from sslx.testing import (
     conformance,
     random_batch,
 )
-from sslx.trainer import build, eval_context
+from sslx.engine.trainer import build, eval_context
 
 HOST = load_plugins(strict=True)
 COMPONENTS = [(kind, name) for kind in KINDS for name in HOST.registry.names(kind)]
@@ -292,7 +292,7 @@ class _Unpicklable(sslx.PairSampler):
 
 
 def test_a_sampler_that_cannot_be_pickled_is_caught(sslx_tiny_dataset):
-    from sslx.tinyparts import TinyViews
+    from sslx.testing.tinyparts import TinyViews
 
     split = sslx_tiny_dataset.split("train")
     with pytest.raises(AssertionError, match=r"sampler 'unpicklable' cannot be pickled, so DataLoader workers "
@@ -393,7 +393,7 @@ def test_the_fixtures_give_an_isolated_host_that_runs_registered_plugins(sslx_ho
 
 
 def test_the_kit_parts_conform_themselves():
-    from sslx.tinyparts import TINY_COMPONENTS
+    from sslx.testing.tinyparts import TINY_COMPONENTS
 
     for kind, cls in TINY_COMPONENTS.items():
         conformance(kind, cls)

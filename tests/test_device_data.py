@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sslx.data import DeviceBatches
+from sslx.engine.data import DeviceBatches
 from sslx.errors import UserError
-from sslx.trainer import build
+from sslx.engine.trainer import build
 
 CPU = torch.device("cpu")
 
@@ -42,7 +42,7 @@ def test_views_are_reproducible_resumable_and_split_over_processes(experiment, t
 
 
 def test_a_run_trains_with_views_made_on_the_device(tiny, host):
-    from sslx.trainer import MemoryRecorder, train
+    from sslx.engine.trainer import MemoryRecorder, train
 
     recorder = MemoryRecorder()
     train(tiny("simclr", "trainer.augment_on_device=true", "evaluators=[]"), host, recorder)

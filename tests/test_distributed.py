@@ -24,11 +24,11 @@ import torch
 from helpers import EXPERIMENTS, SSLX, read_run, tiny_overrides
 
 import sslx
-from sslx import trainer
+from sslx.engine import trainer
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import load_plugins
 from sslx.testing import run_in_processes
-from sslx.trainer import MemoryRecorder, train
+from sslx.engine.trainer import MemoryRecorder, train
 
 # one shipped experiment per objective
 EXPERIMENT_OF = {
@@ -223,7 +223,7 @@ def test_global_batchnorm_gather_and_local_part_against_explicit_formulas(tmp_pa
 
 def test_a_global_batch_that_does_not_split_is_refused(tiny):
     from sslx.errors import UserError
-    from sslx.trainer import _check_split
+    from sslx.engine.trainer import _check_split
 
     exp = tiny("simclr", "trainer.batch_size=30")
     with pytest.raises(UserError, match=r"trainer.batch_size \(30\) must split evenly over the 4 processes.*such as 32"):

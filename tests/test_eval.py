@@ -10,7 +10,7 @@ from helpers import EXPERIMENTS, SSLX, read_run, tiny_overrides
 
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import load_plugins
-from sslx.tracking import RunFailed, record_evaluation, record_run
+from sslx.records import RunFailed, record_evaluation, record_run
 
 # protocol -> (--set assignments sized for the tiny run, the metrics it must record)
 PROTOCOLS = {
@@ -134,8 +134,8 @@ def test_a_loaded_run_brings_its_trained_heads_for_evaluators_that_use_them(pret
     (MoCo's heads, key encoder and queue here) as trained, where the shapes fit."""
     import torch
 
-    from sslx import checkpoint as ckpt
-    from sslx.runs import load_trained
+    from sslx.engine import checkpoint as ckpt
+    from sslx.engine.evaluation import load_trained
 
     saved = ckpt.load(pretrained / "checkpoint.pt")["objective"]
     _, parts, _ = load_trained(pretrained / "checkpoint.pt", host)

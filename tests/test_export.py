@@ -14,8 +14,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import sslx
-from sslx.runs import load_trained
-from sslx.tracking import record_run
+from sslx.engine.evaluation import load_trained
+from sslx.records import record_run
 from sslx_encoders import ResNet18, ResNet50, SmallCNN
 
 

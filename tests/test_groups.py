@@ -14,10 +14,10 @@ from pydantic import Field
 
 import sslx
 from sslx.config import TrainerParams, resolve
-from sslx.data import ViewDataset, train_loader
+from sslx.engine.data import ViewDataset, train_loader
 from sslx.errors import UserError
 from sslx.testing import PixelViews
-from sslx.trainer import MemoryRecorder, total_steps, train
+from sslx.engine.trainer import MemoryRecorder, total_steps, train
 
 INFO = sslx.DataInfo(channels=1, image_size=(4, 4), mean=(0.0,), std=(1.0,), num_classes=3)
 

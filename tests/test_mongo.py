@@ -19,7 +19,7 @@ from secantus import SecantusDBServer
 
 import sslx
 from sslx.mongo import MongoTarget, redact_text, redact_url
-from sslx.tracking import record_run
+from sslx.records import record_run
 
 PASSWORD = "Pw-9f3kq!x"
 SIMCLR = EXPERIMENTS / "simclr.json"

@@ -12,8 +12,8 @@ import torch
 from helpers import EXPERIMENTS, SSLX, read_run, tiny_overrides
 
 import sslx
-from sslx import checkpoint as ckpt
-from sslx.tracking import RunFailed, record_run
+from sslx.engine import checkpoint as ckpt
+from sslx.records import RunFailed, record_run
 
 TRAIN_METRICS = {"train.loss", "train.lr", "train.views_per_s", "collapse.embedding_std"}
 

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from sslx import checkpoint as ckpt
+from sslx.engine import checkpoint as ckpt
 from sslx.config import TrainerParams
-from sslx.data import SeededBatchSampler, ViewDataset, train_loader
+from sslx.engine.data import SeededBatchSampler, ViewDataset, train_loader
 from sslx.errors import UserError
 from sslx.modules import cosine_momentum
-from sslx.trainer import MemoryRecorder, build, embedding_std, lr_at, make_optimizer, total_steps, train
+from sslx.engine.trainer import MemoryRecorder, build, embedding_std, lr_at, make_optimizer, total_steps, train
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -162,7 +162,7 @@ def test_eval_at_start_logs_the_untrained_scores_at_step_0(tiny, host):
 def test_compiled_step_and_fused_optimizer_train_like_the_plain_ones(tiny, host):
     """trainer.compile (torch.compile of the objective) and
     trainer.fused_optimizer give the plain run's losses up to float rounding."""
-    from sslx.trainer import MemoryRecorder, train
+    from sslx.engine.trainer import MemoryRecorder, train
 
     losses = {}
     for sets in ((), ("trainer.compile=true", "trainer.fused_optimizer=true")):

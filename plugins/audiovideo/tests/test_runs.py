@@ -14,8 +14,8 @@ import pytest
 import sslx
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import load_plugins
-from sslx.tracking import record_run
-from sslx.trainer import MemoryRecorder, train
+from sslx.records import record_run
+from sslx.engine.trainer import MemoryRecorder, train
 
 REPO = Path(__file__).resolve().parents[3]
 EXPERIMENTS = REPO / "experiments"

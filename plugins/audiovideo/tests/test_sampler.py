@@ -16,7 +16,7 @@ import torch
 
 import sslx
 import sslx_audiovideo
-from sslx.data import ViewDataset
+from sslx.engine.data import ViewDataset
 from sslx.testing import check_component
 from sslx_audiovideo import AVC, AVRetrieval, AudioVideo
 from sslx_audiovideo.sampler import spaced_frames

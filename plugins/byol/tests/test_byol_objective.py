@@ -15,7 +15,7 @@ import sslx
 from sslx.testing import train_step
 import sslx_byol
 from sslx.config import TrainerParams
-from sslx.trainer import make_optimizer
+from sslx.engine.trainer import make_optimizer
 from sslx_byol import BYOL
 from sslx_encoders import SmallCNN
 

@@ -15,7 +15,7 @@ import torch
 
 import sslx
 import sslx_frames
-from sslx.data import ViewDataset
+from sslx.engine.data import ViewDataset
 from sslx.testing import PixelViews, check_component
 from sslx_frames import Frames, draw_times, frames_needed
 

@@ -12,7 +12,7 @@ from helpers import tiny_overrides
 
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import load_plugins
-from sslx.trainer import MemoryRecorder, train
+from sslx.engine.trainer import MemoryRecorder, train
 
 REPO = Path(__file__).resolve().parents[3]
 

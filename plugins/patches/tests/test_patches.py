@@ -16,7 +16,7 @@ import torch
 
 import sslx
 import sslx_patches
-from sslx.data import ViewDataset
+from sslx.engine.data import ViewDataset
 from sslx.testing import PixelViews, check_component
 from sslx_patches import Patches, cell_corners, cell_distances, draw_layout, find_layout
 

@@ -12,7 +12,7 @@ import torch
 
 import sslx
 import sslx_tracks
-from sslx.data import ViewDataset
+from sslx.engine.data import ViewDataset
 from sslx.testing import check_component
 from sslx_tracks import ReID, TrackPatches
 from sslx_tracks.patches import cut

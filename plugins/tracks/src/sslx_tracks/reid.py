@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 import sslx
-from sslx.data import derive_seed
+from sslx.engine.data import derive_seed
 from sslx_tracks.patches import clip_tracks, crop_box, cut, frame_pairs
 
 

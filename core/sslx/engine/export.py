@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import sslx
-from sslx import checkpoint as ckpt
+from sslx.engine import checkpoint as ckpt
 from sslx.errors import UserError
-from sslx.runs import load_trained
+from sslx.engine.evaluation import load_trained
 
 FORMATS = ("torchvision", "safetensors")
 

@@ -27,8 +27,8 @@ import torch
 import sslx
 from sslx.components import Batch
 from sslx.config import ResolvedExperiment
-from sslx.data import ViewDataset
-from sslx.trainer import MemoryRecorder, build, make_optimizer, pick_device, seed_everything, train
+from sslx.engine.data import ViewDataset
+from sslx.engine.trainer import MemoryRecorder, build, make_optimizer, pick_device, seed_everything, train
 
 
 class StepClock:

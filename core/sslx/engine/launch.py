@@ -12,11 +12,9 @@ same way.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,8 @@ def launch(nproc: int, argv: list[str]) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    from sslx.records import RunFolder
+
     if nproc < 1:
         raise UserError(f"--nproc is {nproc}: give the number of processes to start, 1 or more.")
     cores = os.cpu_count() or 1
@@ -60,7 +60,7 @@ def launch(nproc: int, argv: list[str]) -> None:
         except ChildFailedError as exc:
             run_dir = Path(state.read_text()) if state.exists() else None
             summary = _summary(exc)
-            marked = mark_failed(run_dir, summary) if run_dir else False
+            marked = RunFolder(run_dir).mark_failed(summary, "the sslx launcher") if run_dir else False
             where = (f" The run is recorded as FAILED in {run_dir}{' (marked by the launcher)' if marked else ''}."
                      if run_dir else " No run was recorded.")
             raise ProcessStopped(
@@ -80,25 +80,3 @@ def _summary(exc: Any) -> str:
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
         parts.append(f"process {rank} {how}")
     return "; ".join(parts) or "a process failed"
-
-
-def mark_failed(run_dir: Path, reason: str) -> bool:
-    """Record a run whose rank 0 died before recording its end as FAILED
-    with ``reason``; a run that already has its end is left alone."""
-    from sslx.mongo import write_json
-
-    path = Path(run_dir) / "run.json"
-    if not path.exists():
-        return False
-    record = json.loads(path.read_text())
-    if record.get("status") not in ("RUNNING", "QUEUED"):
-        return False
-    record["status"] = "FAILED"
-    record["stop_time"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000", time.gmtime())
-    record["fail_trace"] = [f"sslx launcher: {reason}; rank 0 ended before it could record why.\n"]
-    write_json(path, record)
-    info_path = Path(run_dir) / "info.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    info["failure"] = f"{reason} (recorded by the launcher)"
-    write_json(info_path, info)
-    return True

@@ -3,7 +3,7 @@ installed (the ``pytest11`` entry point of the sslx distribution).
 
 ``sslx_host``
     an isolated plugin host: no installed plugin is loaded, only the tiny
-    components of :mod:`sslx.tinyparts` (dataset ``tiny_images``,
+    components of :mod:`sslx.testing.tinyparts` (dataset ``tiny_images``,
     augmentation ``tiny_views``, sampler ``tiny_pairs``, encoder
     ``tiny_encoder``, objective ``tiny_infonce``), so a test sees exactly
     the plugins it registers.
@@ -42,7 +42,7 @@ import pytest
 def sslx_host() -> Any:
     """An isolated sslx plugin host holding only the tiny components."""
     from sslx.plugins import PluginHost
-    from sslx.tinyparts import TinyPlugin
+    from sslx.testing.tinyparts import TinyPlugin
 
     host = PluginHost(strict=False)
     host.add_plugin(TinyPlugin(), "sslx-testing")
@@ -61,7 +61,7 @@ def sslx_register(sslx_host: Any) -> Callable[..., Any]:
 @pytest.fixture
 def sslx_tiny_dataset() -> Any:
     """A ``tiny_images`` dataset: real photo patches, 4 classes, 32x32 RGB."""
-    from sslx.tinyparts import TinyImages
+    from sslx.testing.tinyparts import TinyImages
 
     return TinyImages(TinyImages.Params())
 

@@ -25,16 +25,21 @@ import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from sslx import hookspecs
-from sslx.components import Component, ObjectiveOutput
 from sslx.errors import PluginError, UserError
 from sslx.registry import ComponentInfo, Provenance, Registry
+
+if TYPE_CHECKING:
+    import click
+
+    from sslx.components import Component, ObjectiveOutput
+    from sslx.hookspecs import RecordingRun, RunContext
 
 GROUP = "sslx"
 REGISTRARS = {
@@ -88,9 +93,19 @@ class PluginHost:
         self.strict = _strict_from_env() if strict is None else strict
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
-        self.registry = Registry()
+        self._registry = Registry()
+        self._pending: list[PluginRecord] = []  # registered plugins whose components are not yet collected
         self.plugins: list[PluginRecord] = []
         self.notices: list[str] = []  # problems not tied to one plugin
+
+    @property
+    def registry(self) -> Registry:
+        """The components of every loaded plugin. They are collected (the
+        registrar hooks called, which imports the plugins' component modules)
+        on first use, so commands that need no component start at once."""
+        while self._pending:
+            self._collect(self._pending.pop(0))
+        return self._registry
 
     # -- loading -------------------------------------------------------------
 
@@ -134,8 +149,9 @@ class PluginHost:
         obj = self.pm.get_plugin(name)
         if obj is not None:
             self.pm.unregister(obj, name=name)
-        self.registry.remove_plugin(name)
+        self._registry.remove_plugin(name)
         self.plugins = [p for p in self.plugins if p.name != name]
+        self._pending = [p for p in self._pending if p.name != name]
 
     def _register(self, obj: Any, record: PluginRecord) -> None:
         try:
@@ -153,6 +169,12 @@ class PluginHost:
         if record.warnings and self.strict:
             self._fail(record, "; ".join(record.warnings))
             return
+        self._pending.append(record)
+
+    def _collect(self, record: PluginRecord) -> None:
+        """Call the plugin's registrar hooks; a failure skips the plugin."""
+        if record.error is not None:
+            return
         provenance = Provenance(record.name, record.distribution, record.version)
         try:
             for kind, hook in REGISTRARS.items():
@@ -161,12 +183,12 @@ class PluginHost:
                         continue
 
                     def register(component: type[Component], name: str | None = None, _kind: str = kind) -> None:
-                        info = self.registry.add(_kind, component, provenance, name)
+                        info = self._registry.add(_kind, component, provenance, name)
                         record.components.setdefault(_kind, []).append(info.name)
 
                     impl.function(**({"register": register} if "register" in impl.argnames else {}))
         except Exception as exc:
-            self.registry.remove_plugin(record.name)
+            self._registry.remove_plugin(record.name)
             record.components = {}
             self._fail(record, f"registering components failed: {_describe(exc)}", exc)
 
@@ -174,7 +196,7 @@ class PluginHost:
         record.error = message
         if self.pm.get_plugin(record.name) is not None:
             self.pm.unregister(name=record.name)
-        self.registry.remove_plugin(record.name)
+        self._registry.remove_plugin(record.name)
         if os.environ.get("SSLX_DEBUG") and exc is not None:
             traceback.print_exception(exc)
         if self.strict:
@@ -185,8 +207,12 @@ class PluginHost:
             raise PluginError(message)
         self.notices.append(message)
 
-    def load_problems(self) -> list[str]:
-        """One line per plugin problem, for warnings printed by the CLI."""
+    def load_problems(self, components: bool = True) -> list[str]:
+        """One line per plugin problem, for warnings printed by the CLI; with
+        ``components``, the plugins' components are collected first, so
+        problems registering them are included."""
+        if components:
+            self.registry  # noqa: B018 - collects the components
         lines = list(self.notices)
         for p in self.plugins:
             if p.error:
@@ -209,17 +235,21 @@ class PluginHost:
 
     # -- typed hook facade ----------------------------------------------------
 
-    def register_commands(self, cli: Any) -> None:
+    def register_commands(self, cli: click.Group) -> None:
         self.pm.hook.sslx_register_commands(cli=cli)
 
-    def run_started(self, run: Any) -> None:
+    def run_started(self, run: RunContext) -> None:
         self.pm.hook.sslx_run_started(run=run)
 
-    def step_finished(self, run: Any, step: int, output: ObjectiveOutput, lr: float) -> None:
+    def step_finished(self, run: RunContext, step: int, output: ObjectiveOutput, lr: float) -> None:
         self.pm.hook.sslx_step_finished(run=run, step=step, output=output, lr=lr)
 
-    def run_finished(self, run: Any, status: str, result: dict[str, float] | None) -> None:
+    def run_finished(self, run: RunContext, status: str, result: dict[str, float] | None) -> None:
         self.pm.hook.sslx_run_finished(run=run, status=status, result=result)
+
+    def run_observers(self, run: RecordingRun) -> list[Any]:
+        """The observers every plugin contributes to record ``run``."""
+        return [o for found in self.pm.hook.sslx_run_observers(run=run) if found for o in found]
 
 
 def load_plugins(strict: bool | None = None) -> PluginHost:
@@ -263,7 +293,7 @@ def plugins_toml_path() -> Path | None:
     env = os.environ.get("SSLX_PLUGINS_TOML")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent.parent / "plugins.toml"
+    here = Path(__file__).resolve().parents[2] / "plugins.toml"
     return here if here.exists() else None
 
 

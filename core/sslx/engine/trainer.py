@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import sslx
-from sslx import checkpoint as ckpt
+from sslx.engine import checkpoint as ckpt
 from sslx import distributed
 from sslx.components import (
     Augmentation,
@@ -40,12 +40,12 @@ from sslx.components import (
     TrainInfo,
 )
 from sslx.config import ResolvedExperiment, TrainerParams
-from sslx.data import DeviceBatches, ViewDataset, auto_workers, train_loader, worker_user_error
+from sslx.engine.data import DeviceBatches, ViewDataset, auto_workers, train_loader, worker_user_error
 from sslx.errors import ProcessStopped, TrainingDiverged, UserError
 
 
 class Recorder(Protocol):
-    """Where a run's records go (Sacred in :mod:`sslx.tracking`)."""
+    """Where a run's records go (Sacred in :mod:`sslx.records`)."""
 
     run_dir: Path | None
 

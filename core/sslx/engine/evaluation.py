@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from sslx import checkpoint as ckpt
+from sslx.engine import checkpoint as ckpt
 from sslx.components import Params
 from sslx.config import ResolvedExperiment, apply_overrides, resolve, resolve_component
 from sslx.errors import UserError
 from sslx.registry import ComponentInfo
-from sslx.trainer import Parts, Recorder, build, eval_context, pick_device, run_evaluators, seed_everything
+from sslx.engine.trainer import Parts, Recorder, build, eval_context, pick_device, run_evaluators, seed_everything
 
 # Sections of the pretraining config that `sslx eval --set` may change: where the
 # data comes from, how it is viewed, and how the evaluation runs (never the model).

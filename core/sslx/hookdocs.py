@@ -22,7 +22,7 @@ from typing import Any
 
 from sslx import hookspecs
 
-DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
+DOCS_PATH = Path(__file__).resolve().parents[2] / "docs" / "hooks.md"
 SPEC_MARK = f"{hookspecs.hookspec.project_name}_spec"  # the attribute pluggy's HookspecMarker sets
 WHEN = "Fires "  # the docstring paragraph that says when a hook is called starts so
 
@@ -218,7 +218,7 @@ def render_hooks_markdown() -> str:
         by_group.setdefault(group_of(spec), []).append(spec)
     parts = [
         "# Plugin hooks",
-        "<!-- Generated from core/hookspecs.py by `python -m sslx.hookdocs --write`: edit the docstrings there. -->",
+        "<!-- Generated from core/sslx/hookspecs.py by `python -m sslx.hookdocs --write`: edit the docstrings there. -->",
         markdown(inspect.getdoc(hookspecs) or ""),
         "[plugins.md](plugins.md) walks through a complete plugin.",
         *(render_group(group, specs) for group, specs in by_group.items()),

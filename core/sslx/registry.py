@@ -1,4 +1,8 @@
-"""The host-owned registry of components, with the provenance of each."""
+"""The host-owned registry of components, with the provenance of each.
+
+Light to import (no torch, no pydantic): the host builds it before knowing
+whether a command needs any component.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,18 @@ import difflib
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
-
-from sslx.components import KINDS, Component
 from sslx.errors import PluginError
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from sslx.components import Component
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# The kinds of component, in the order of a run (sslx.components.KINDS holds their base classes).
+KIND_NAMES = ("dataset", "sampler", "augmentation", "encoder", "objective", "evaluator")
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,9 @@ def _type_name(annotation: Any) -> str:
 
 
 def default_repr(value: Any) -> str:
+    from pydantic import BaseModel
+    from pydantic_core import PydanticUndefined
+
     if value is PydanticUndefined:
         return "(required)"
     if isinstance(value, BaseModel):
@@ -98,11 +108,15 @@ class Registry:
     """Components by kind and name. A duplicate name is an error naming both owners."""
 
     def __init__(self) -> None:
-        self._items: dict[str, dict[str, ComponentInfo]] = {kind: {} for kind in KINDS}
+        self._items: dict[str, dict[str, ComponentInfo]] = {kind: {} for kind in KIND_NAMES}
         # Names claimed by two plugins: unusable until one is removed, so no plugin wins silently.
         self._conflicts: dict[tuple[str, str], list[Provenance]] = {}
 
     def add(self, kind: str, cls: type[Component], provenance: Provenance, name: str | None = None) -> ComponentInfo:
+        from pydantic import BaseModel
+
+        from sslx.components import KINDS
+
         base = KINDS[kind]
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginError(
@@ -142,7 +156,7 @@ class Registry:
         return self._items[kind].get(name)
 
     def all(self) -> list[ComponentInfo]:
-        return [info for kind in KINDS for name, info in sorted(self._items[kind].items()) if self.find(kind, name)]
+        return [info for kind in KIND_NAMES for name, info in sorted(self._items[kind].items()) if self.find(kind, name)]
 
     def unknown_name_message(self, kind: str, name: object) -> str:
         owners = self._conflicts.get((kind, name)) if isinstance(name, str) else None

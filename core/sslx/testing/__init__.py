@@ -2,7 +2,7 @@
 
 A plugin's test suite checks each component it ships with one call, which
 builds it with tiny real parts (photo patches, a small encoder; see
-:mod:`sslx.tinyparts`) and checks its kind's whole contract::
+:mod:`sslx.testing.tinyparts`) and checks its kind's whole contract::
 
     from sslx.testing import conformance
 
@@ -17,7 +17,7 @@ The checks it runs are here too, for components built your own way:
 themselves are in ``components.py`` and docs/plugins.md). The host's own
 tests run them on every registered component. The pytest fixtures
 (``sslx_host``, ``sslx_register``, ``sslx_tiny_dataset``, ``sslx_run``) are
-in :mod:`sslx.pytest_plugin`, which pytest loads by itself wherever sslx is
+in :mod:`sslx.testing.pytest_plugin`, which pytest loads by itself wherever sslx is
 installed.
 """
 
@@ -349,7 +349,7 @@ def check_sampler(sampler: PairSampler, split: ImageSplit, augmentation: Augment
     stack into a batch, the same seeds give the same batch, and the sampler
     survives pickling (DataLoader workers receive it pickled) with the same
     behaviour."""
-    from sslx.data import ViewDataset
+    from sslx.engine.data import ViewDataset
 
     who = _who(sampler, "sampler")
     assert isinstance(sampler.num_views, int) and sampler.num_views >= 1, f"{who}: num_views must be a positive int"
@@ -431,7 +431,7 @@ def check_evaluator(evaluator: Evaluator, ctx: EvalContext) -> dict[str, float]:
 def tiny_context(data: Dataset | None = None, encoder: Encoder | None = None,
                  augmentation: Augmentation | None = None) -> EvalContext:
     """An evaluation context on the tiny parts (or the ones given)."""
-    from sslx.tinyparts import TinyEncoder, TinyImages, TinyViews
+    from sslx.testing.tinyparts import TinyEncoder, TinyImages, TinyViews
 
     data = data or TinyImages(TinyImages.Params())
     info = data.split("train").info
@@ -445,10 +445,10 @@ def conformance(kind: str, cls: type[Component], params: dict[str, Any] | None =
     """Check component class ``cls`` of ``kind`` completely: the registry's
     contract (:func:`check_component`), then, built from ``params`` (a dict
     as in an experiment file; default: its defaults) with the tiny real parts
-    of :mod:`sslx.tinyparts`, its kind's behaviour. An objective is built on
+    of :mod:`sslx.testing.tinyparts`, its kind's behaviour. An objective is built on
     the tiny encoder and checked on a batch of ``views`` views per sample."""
-    from sslx.data import ViewDataset
-    from sslx.tinyparts import TinyEncoder, TinyImages, TinyPairs, TinyViews
+    from sslx.engine.data import ViewDataset
+    from sslx.testing.tinyparts import TinyEncoder, TinyImages, TinyPairs, TinyViews
 
     check_component(cls, kind)
     p = cls.Params(**(params or {}))
@@ -482,12 +482,12 @@ def run_experiment(config: dict[str, Any], host: Any, steps: int = 3) -> Any:
     """Resolve an experiment dict (the schema of experiments/*.json) on
     ``host`` and train it in this process for ``steps`` steps, evaluators at
     the end, writing no records; returns the
-    :class:`~sslx.trainer.MemoryRecorder` (``metrics["train.loss"]`` is a
+    :class:`~sslx.engine.trainer.MemoryRecorder` (``metrics["train.loss"]`` is a
     list of ``(step, value)``)."""
     import copy
 
     from sslx.config import resolve
-    from sslx.trainer import MemoryRecorder, train
+    from sslx.engine.trainer import MemoryRecorder, train
 
     config = copy.deepcopy(config)
     trainer = config.setdefault("trainer", {})

@@ -19,6 +19,8 @@ implementation may accept any subset of a hook's arguments.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
@@ -62,6 +64,43 @@ class RunContext(Protocol):
     def log_scalar(self, name: str, value: float, step: int) -> None:
         """Record a metric (use dotted names such as ``myplugin.grad_norm``);
         a no-op on processes other than rank 0."""
+
+
+class RecordingRun(Protocol):
+    """What ``sslx_run_observers`` sees of a run about to be recorded.
+
+    :ivar uid: the run's ``sslx_uid``, also in its ``info.json``: stamp your
+        records with it so that a run is never recorded twice.
+    :ivar name: the run's name.
+    :ivar config: the run's config (for ``sslx eval`` runs:
+        ``{"evaluates", "protocol", "pretraining"}``).
+    :ivar runs_dir: the ``pathlib.Path`` of the file store the run goes to.
+    :ivar options: the values of the options plugins added to ``sslx run``
+        and ``sslx eval`` (see ``sslx_register_commands``), by parameter name.
+    """
+
+    uid: str
+    name: str
+    config: dict[str, Any]
+    runs_dir: Any
+    options: Mapping[str, Any]
+
+
+@dataclass
+class RecorderReport:
+    """What a recorder says when a run has ended (see ``sslx_run_observers``).
+
+    :ivar key: the key of ``note`` in the run's ``info.json`` (e.g. ``"mongo"``).
+    :ivar note: plain JSON data kept there: where the run went, what is missing.
+    :ivar message: one line for the user, printed after the run.
+    :ivar complete: whether the recorder holds the whole run; when false
+        ``message`` is printed as a warning and should say how to complete it.
+    """
+
+    key: str
+    note: dict[str, Any]
+    message: str
+    complete: bool = True
 
 
 # ----------------------------------------------------------------------------
@@ -136,7 +175,37 @@ def sslx_register_commands(cli: click.Group) -> None:
     ``sslx`` lists its commands (``sslx --help``) or is given one it does not
     define itself.
 
+    A plugin may also add options to sslx's own ``run`` and ``eval``
+    commands (``cli.commands["run"].params.append(click.Option(...))``);
+    their values reach ``sslx_run_observers`` as ``run.options``.
+
     :param cli: the root ``click`` group; call ``cli.add_command(...)``.
+    """
+
+
+@hookspec
+def sslx_run_observers(run: RecordingRun) -> Sequence[Any] | None:
+    """Give observers that record a run somewhere besides the file store.
+
+    Fires once per recorded run (``sslx run``, ``sslx eval``; under DDP on
+    rank 0 only), before the run starts, in every plugin that has it. The
+    file store under ``runs/`` is always written and stays the source of
+    truth; these observers add copies (a database, an experiment tracker).
+
+    Return ``None`` when the run's options do not ask for your recorder, else
+    a list of Sacred observers (subclasses of
+    ``sacred.observers.RunObserver``): Sacred calls their events (started,
+    heartbeat, ``log_metrics``, artifact, completed, failed, interrupted).
+    An observer must never fail the run: catch your service's errors and
+    say so once. After the run has ended, whatever its outcome, sslx calls
+    the observer's ``finish()`` if it has one (release connections there);
+    a :class:`RecorderReport` it returns is kept in the run's ``info.json``
+    and its message printed. Raise ``sslx.UserError`` for bad options: the
+    run then does not start.
+
+    :param run: the run about to be recorded; ``run.options`` holds the
+        values of the options your plugin added to the command line.
+    :return: the observers to attach, or ``None``.
     """
 
 

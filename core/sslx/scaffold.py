@@ -685,7 +685,7 @@ TINY = {
     "evaluators": [],
     "trainer": {"batch_size": 16},
 }
-"""The generated test's run: the conformance kit's tiny parts (see :mod:`sslx.pytest_plugin`)."""
+"""The generated test's run: the conformance kit's tiny parts (see :mod:`sslx.testing.pytest_plugin`)."""
 
 PYPROJECT = Template('''[build-system]
 requires = ["setuptools>=64,<81"]
