@@ -71,4 +71,4 @@ chromium:
 	fi
 
 test-browser: setup chromium
-	$(PY) -m pytest -m browser tests/test_board.py
+	$(PY) -m pytest -m browser plugins/mongo/tests/test_board.py

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import sslx
 from sslx.engine.trainer import MemoryRecorder, train
-from sslx_simclr import SimCLR
+from sslx_simclr.objective import SimCLR
 
 
 class SimCLRPositivesOnly(SimCLR):

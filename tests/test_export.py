@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 import sslx
 from sslx.engine.evaluation import load_trained
 from sslx.records import record_run
-from sslx_encoders import ResNet18, ResNet50, SmallCNN
+from sslx_encoders.models import ResNet18, ResNet50, SmallCNN
 
 
 def real_images(parts, n: int = 16) -> torch.Tensor:

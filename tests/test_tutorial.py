@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, read_run
 
-from sslx import scaffold
+from sslx_authoring import scaffold
 
 TUTORIAL = REPO / "docs" / "writing-plugins.md"
 SH_BLOCK = re.compile(r"^```sh\n(.*?)^```$", re.S | re.M)
@@ -91,7 +91,8 @@ def test_the_tutorial_runs_as_written(tmp_path):
     assert [run["config"]["objective"]["alpha"] for run in runs] == [2.0, 1.0]
     assert "No module named 'a_module_that_is_not_installed'" in proc.stdout  # the broken plugin was reported
     last = proc.stdout.rstrip().splitlines()[-1]  # the repaired plugin loads again, beside the first-party ones
-    assert last == "['align_uniform', 'augmentations', 'crops', 'datasets', 'encoders', 'knn']"
+    assert last == str(["align_uniform", "augmentations", "authoring", "compare", "crops", "datasets", "encoders",
+                        "knn", "mongo"])
 
 
 def test_the_tutorials_edit_is_a_small_change_of_the_generated_objective(tmp_path):

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-import torch
 
 import sslx
 from sslx.testing import PixelViews

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import sslx
-from sslx_audiovideo import AVRetrieval, retrieval_top1
-from sslx_encoders import SmallCNN
+from sslx_audiovideo.evaluator import AVRetrieval, retrieval_top1
+from sslx_encoders.models import SmallCNN
 
 LENGTH, FPS, RATE = 12, 8.0, 1000
 

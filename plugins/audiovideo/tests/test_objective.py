@@ -9,12 +9,11 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import sslx
 from sslx.testing import check_objective
-from sslx_audiovideo import AVC, symmetric_info_nce
-from sslx_encoders import SmallCNN
+from sslx_audiovideo.objective import AVC, symmetric_info_nce
+from sslx_encoders.models import SmallCNN
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.0,), std=(1.0,), num_classes=None)
 TINY_AUDIO = dict(sample_rate=1000, n_fft=32, hop_ms=16, n_mels=6, audio_width=4, audio_blocks=2, embedding_dim=8,

@@ -7,7 +7,7 @@ import pytest
 from skimage import data as photos
 
 import sslx
-from sslx_datasets import FashionMNIST
+from sslx_datasets.images import FashionMNIST
 
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 

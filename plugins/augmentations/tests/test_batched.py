@@ -19,12 +19,12 @@ from albumentations.augmentations.blur import functional as fblur
 from skimage import data as photos
 from skimage.transform import resize
 
-from sslx_augmentations import MoCoV2Views, SimCLRViews, view_ops
 from sslx_augmentations.batched import (
     BatchedViews, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, draw_crops, gaussian_blur,
     grayscale, resized_crops, solarize, to_gray,
 )
 from sslx_augmentations.multicrop import MultiCrop
+from sslx_augmentations.views import MoCoV2Views, SimCLRViews, view_ops
 
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 GRAY = dict(mean=(0.286,), std=(0.353,))

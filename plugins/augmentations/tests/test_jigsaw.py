@@ -415,16 +415,6 @@ def test_tiles_params_reject_invalid_values(bad):
         TilesViews.Params(**bad)
 
 
-def test_tiles_is_registered_with_a_documented_description():
-    import sslx_augmentations
-
-    registered = []
-    sslx_augmentations.sslx_register_augmentations(register=registered.append)
-    assert TilesViews in registered and TilesViews.name == "tiles"
-    assert all(field.description for field in TilesViews.Params.model_fields.values())
-    sslx.testing.check_component(TilesViews, "augmentation")
-
-
 def test_the_default_tile_leaves_room_for_the_gap(fmnist):
     _, info = fmnist
     assert TilesViews(TilesViews.Params(jigsaw_size=30), info).tile == 7  # 3/4 of a 10 px cell

@@ -14,8 +14,7 @@ import torch
 from skimage import data as photos
 
 import sslx
-import sslx_augmentations
-from sslx_augmentations import MultiCrop
+from sslx_augmentations.multicrop import MultiCrop
 
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 # every random operation off and whole-image crops: large views are the image, small ones the image resized
@@ -210,7 +209,3 @@ def test_paper_defaults():
     assert (p.brightness, p.contrast, p.saturation, p.hue, p.blur_prob) == (0.8, 0.8, 0.8, 0.2, 0.5)
 
 
-def test_plugin_registers_multicrop():
-    registered = []
-    sslx_augmentations.sslx_register_augmentations(register=registered.append)
-    assert MultiCrop in registered and MultiCrop.name == "multicrop"

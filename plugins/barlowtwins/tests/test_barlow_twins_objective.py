@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 import sslx
-import sslx_barlowtwins
-from sslx_barlowtwins import BarlowTwins
 from sslx_barlowtwins.loss import barlow_twins_terms
-from sslx_encoders import SmallCNN
+from sslx_barlowtwins.objective import BarlowTwins
+from sslx_encoders.models import SmallCNN
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 
@@ -97,7 +96,3 @@ def test_params_reject_invalid_values(bad):
         BarlowTwins.Params(**bad)
 
 
-def test_plugin_registers_the_objective():
-    registered = []
-    sslx_barlowtwins.sslx_register_objectives(register=registered.append)
-    assert registered == [BarlowTwins] and BarlowTwins.name == "barlow_twins"

@@ -13,11 +13,10 @@ import torch
 
 import sslx
 from sslx.testing import train_step
-import sslx_byol
 from sslx.config import TrainerParams
 from sslx.engine.trainer import make_optimizer
-from sslx_byol import BYOL
-from sslx_encoders import SmallCNN
+from sslx_byol.objective import BYOL
+from sslx_encoders.models import SmallCNN
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 
@@ -34,7 +33,6 @@ def random_batch(b: int = 4, seed: int = 1) -> sslx.Batch:
     gen = torch.Generator().manual_seed(seed)
     views = [torch.randn(b, 1, 8, 8, generator=gen) for _ in range(2)]
     return sslx.Batch(views=views, index=torch.arange(b), label=torch.full((b,), -1))
-
 
 
 def target_and_online_params(obj: BYOL) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -200,9 +198,4 @@ def test_needs_exactly_two_views(views):
     with pytest.raises(sslx.UserError, match="'byol' needs 2 views per sample, but the sampler gives"):
         make_byol(num_views=views)
 
-
-def test_plugin_registers_the_objective():
-    registered = []
-    sslx_byol.sslx_register_objectives(register=registered.append)
-    assert registered == [BYOL] and BYOL.name == "byol"
 

@@ -9,7 +9,8 @@ import pydantic
 import pytest
 
 import sslx
-from sslx_datasets import MNIST, MovingDigits, store
+from sslx_datasets import store
+from sslx_datasets.digits import MNIST, MovingDigits
 
 
 @pytest.fixture
@@ -117,6 +118,12 @@ def test_preparing_mnist_again_changes_nothing_and_downloads_nothing(prepared, m
     assert path.stat().st_mtime_ns == before
 
 
+def test_data_prepare_offers_exactly_what_the_store_prepares():
+    from sslx_datasets.commands import ITEMS
+
+    assert ITEMS == tuple(store.PREPARE)
+
+
 def test_data_cli_prints_the_folder_and_rejects_unknown_items(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
@@ -134,7 +141,8 @@ def test_new_datasets_meet_the_component_contract_and_are_registered():
     from sslx.plugins import load_plugins
     from sslx.testing import check_component
 
-    from sslx_datasets import TalkingDigits, VideoFolder
+    from sslx_datasets.digits import TalkingDigits
+    from sslx_datasets.video import VideoFolder
 
     host = load_plugins(strict=False)
     for cls in (MNIST, MovingDigits, TalkingDigits, VideoFolder):

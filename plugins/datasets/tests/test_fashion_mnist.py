@@ -14,7 +14,7 @@ import pydantic
 import pytest
 
 import sslx
-from sslx_datasets import DEBIAN_FASHION_MNIST, FASHION_MNIST_FILES, FashionMNIST, read_idx
+from sslx_datasets.images import DEBIAN_FASHION_MNIST, FASHION_MNIST_FILES, FashionMNIST, read_idx
 
 # the real files: where `make setup` put them (Debian's package, or $SSLX_FASHION_MNIST_DIR)
 REAL = Path(os.environ.get("SSLX_FASHION_MNIST_DIR") or DEBIAN_FASHION_MNIST)

@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import data as photos
 
 import sslx
-from sslx_datasets import IMAGENET_MEAN, IMAGENET_STD, ImageFolder
+from sslx_datasets.images import IMAGENET_MEAN, IMAGENET_STD, ImageFolder
 
 # relative path -> (the array written, its class index when labeled)
 TRAIN = {
@@ -172,12 +172,46 @@ def test_test_classes_must_match_train_classes(tree, tmp_path):
     assert "(cat, dog)" in message and "person" in message
 
 
-def test_unreadable_image_names_the_file(tmp_path):
-    (tmp_path / "broken.png").write_bytes(b"\x89PNG but not really")
+def broken_folder(root: Path) -> list[Path]:
+    """Two good photos and the three bad files a user found one run at a time:
+    an empty .jpg, a JPEG cut in half, a text file named .png."""
+    write_tree(root, {"good1.png": TRAIN["cat/chelsea.png"], "good2.jpg": TRAIN["person/astronaut.jpg"]})
+    (root / "empty.jpg").write_bytes(b"")
+    whole = (root / "good2.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "notes.png").write_text("a text file with an image's name")
+    return [root / "empty.jpg", root / "notes.png", root / "truncated.jpg"]
+
+
+def test_every_unreadable_file_is_reported_at_once_before_training(tmp_path):
+    bad = broken_folder(tmp_path)
+    with pytest.raises(sslx.UserError) as err:
+        ImageFolder(ImageFolder.Params(root=str(tmp_path))).split("train")
+    message = str(err.value)
+    assert "3 of the 5 image files" in message and "dataset.skip_unreadable" in message
+    for path in bad:
+        assert str(path) in message
+    assert "good1.png" not in message and "good2.jpg" not in message
+
+
+def test_unreadable_files_can_be_skipped_and_are_counted(tmp_path):
+    broken_folder(tmp_path)
+    dataset = ImageFolder(ImageFolder.Params(root=str(tmp_path), skip_unreadable=True))
+    split = dataset.split("train")
+    assert [p.name for p in split.files] == ["good1.png", "good2.jpg"]
+    assert split.image(1).shape == photos.astronaut().shape
+    report = dataset.report()
+    assert report["skipped_files"] == {"train": 3}
+    assert set(report["skipped_examples"]["train"]) == {str(p) for p in broken_folder(tmp_path)}
+
+
+def test_a_file_broken_after_the_scan_still_names_itself(tmp_path):
+    write_tree(tmp_path, {"a.png": TRAIN["cat/chelsea.png"]})
     split = ImageFolder(ImageFolder.Params(root=str(tmp_path))).split("train")
+    (tmp_path / "a.png").write_bytes(b"\x89PNG but not really")
     with pytest.raises(sslx.UserError) as err:
         split.image(0)
-    assert str(tmp_path / "broken.png") in str(err.value)
+    assert str(tmp_path / "a.png") in str(err.value)
 
 
 @pytest.mark.parametrize("params", [{"mean": (0.5,)}, {"std": (0.2, 0.2)}, {"grayscale": True, "mean": (0.5, 0.5, 0.5)}])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sslx_datasets import FashionMNIST
+from sslx_datasets.images import FashionMNIST
 from sslx_datasets.moving_digits import moving_digits, trajectory
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import sslx
-from sslx_datasets import TalkingDigits, store
-from sslx_datasets.digits import NOISE_FLOOR, frame_rms
+from sslx_datasets import store
+from sslx_datasets.digits import NOISE_FLOOR, TalkingDigits, frame_rms
 
 
 @pytest.fixture

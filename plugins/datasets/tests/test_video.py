@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import sslx
-from sslx_datasets import VideoFolder, store
-from sslx_datasets.video import clip_starts, decode, on_grid, place_audio, to_array
+from sslx_datasets import store
+from sslx_datasets.video import VideoFolder, clip_starts, decode, on_grid, place_audio, to_array
 
 AC3_FRAME = 1536 / 48000  # seconds of sound in one AC3 packet
 AAC_FRAME = 1024 / 48000

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 import sslx
-import sslx_encoders
-from sslx_encoders import ResNet18, ResNet50, SmallCNN
+from sslx_encoders.models import ResNet18, ResNet50, SmallCNN
 
 
 def info(channels: int, side: int | None) -> sslx.DataInfo:
@@ -158,8 +157,3 @@ def test_resnet50_quick_forward():
     assert out.shape == (2, 2048) and torch.isfinite(out).all()
 
 
-def test_plugin_registers_the_encoders():
-    registered = []
-    sslx_encoders.sslx_register_encoders(register=registered.append)
-    assert registered == [ResNet18, ResNet50, SmallCNN]
-    assert [c.name for c in registered] == ["resnet18", "resnet50", "small_cnn"]

@@ -14,10 +14,9 @@ import pytest
 import torch
 
 import sslx
-import sslx_frames
 from sslx.engine.data import ViewDataset
 from sslx.testing import PixelViews, check_component
-from sslx_frames import Frames, draw_times, frames_needed
+from sslx_frames.sampler import Frames, draw_times, frames_needed
 
 
 INFO = sslx.DataInfo(channels=2, image_size=(4, 4), mean=(0.0, 0.0), std=(1.0, 1.0), num_classes=3)
@@ -129,7 +128,7 @@ def test_generated_moving_digits():
     (sslx_datasets.moving_digits): the views are the clip's frames at the
     meta's times, and the object moved at most window * 2 px (plus rounding)
     between the frames of a positive pair."""
-    from sslx_datasets import read_idx
+    from sslx_datasets.images import read_idx
     from sslx_datasets.moving_digits import moving_digits
 
     images = read_idx(Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"))[:20]
@@ -184,13 +183,10 @@ def test_params_reject_invalid_values(bad):
         Frames.Params(**bad)
 
 
-def test_picklable_conforming_and_registered():
+def test_picklable_and_conforming():
     sampler = pickle.loads(pickle.dumps(Frames(Frames.Params(pairs=3))))
     sampler.seed(0)
     assert len(sampler.sample_group(timed_clips(1, 30), 0, PixelViews(sslx.NoParams(), INFO))) == 3
     check_component(Frames, "sampler")
     p = Frames.Params()
     assert (p.window, p.min_offset, p.gap, p.pairs) == (2, 1, 6, 2)
-    registered = []
-    sslx_frames.sslx_register_pair_samplers(register=registered.append)
-    assert registered == [Frames] and Frames.name == "frames"

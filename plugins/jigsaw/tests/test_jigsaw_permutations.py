@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from sslx_jigsaw import all_permutations, hamming_distances, max_hamming_permutations
+from sslx_jigsaw.permutations import all_permutations, hamming_distances, max_hamming_permutations
 
 
 def min_pairwise(perms: np.ndarray) -> int:

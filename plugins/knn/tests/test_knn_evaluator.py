@@ -12,11 +12,10 @@ import torch
 import torch.nn.functional as F
 
 import sslx
-import sslx_knn
-from sslx_augmentations import MoCoV2Views
-from sslx_datasets import FashionMNIST
-from sslx_encoders import SmallCNN
-from sslx_knn import KNN
+from sslx_augmentations.views import MoCoV2Views
+from sslx_datasets.images import FashionMNIST
+from sslx_encoders.models import SmallCNN
+from sslx_knn.evaluator import KNN
 
 
 def context(dataset: sslx.Dataset, encoder: sslx.Encoder, augmentation: sslx.Augmentation) -> sslx.EvalContext:
@@ -115,7 +114,3 @@ def test_params_reject_invalid_values(bad):
         KNN.Params(**bad)
 
 
-def test_plugin_registers_the_evaluator():
-    registered = []
-    sslx_knn.sslx_register_evaluators(register=registered.append)
-    assert registered == [KNN] and KNN.name == "knn"

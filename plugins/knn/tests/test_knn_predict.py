@@ -1,4 +1,4 @@
-"""``sslx_knn.knn_predict``: the similarity-weighted kNN vote (Wu et al.,
+"""``sslx_knn.evaluator.knn_predict``: the similarity-weighted kNN vote (Wu et al.,
 2018) against an explicit python-loop float64 reference."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from sslx_knn import knn_predict
+from sslx_knn.evaluator import knn_predict
 
 
 def knn_reference(train: torch.Tensor, labels: torch.Tensor, test: torch.Tensor, num_classes: int, k: int, t: float):

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 import sslx
-import sslx_linear
 from sslx.testing import check_component
-from sslx_augmentations import MoCoV2Views
-from sslx_datasets import FashionMNIST
-from sslx_encoders import SmallCNN
-from sslx_knn import KNN
-from sslx_linear import Linear, LinearLayers, linear_probe, plot_layers, pooled_size, stage_dims
+from sslx_augmentations.views import MoCoV2Views
+from sslx_datasets.images import FashionMNIST
+from sslx_encoders.models import SmallCNN
+from sslx_knn.evaluator import KNN
+from sslx_linear.logistic import linear_probe
+from sslx_linear.probes import Linear, LinearLayers, plot_layers, pooled_size, stage_dims
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -266,8 +266,3 @@ def test_evaluators_conform(cls):
     check_component(cls, "evaluator")
 
 
-def test_plugin_registers_the_evaluators():
-    registered = []
-    sslx_linear.sslx_register_evaluators(register=registered.append)
-    assert registered == [Linear, LinearLayers]
-    assert (Linear.name, LinearLayers.name) == ("linear", "linear_layers")

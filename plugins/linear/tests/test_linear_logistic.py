@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sslx_linear import fit_logistic, holdout_split, linear_probe, logistic_objective, predict, standardize
+from sslx_linear.logistic import fit_logistic, holdout_split, linear_probe, logistic_objective, predict, standardize
 
 
 def reference_objective(x, y, weight, bias, l2):

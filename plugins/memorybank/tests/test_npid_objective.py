@@ -14,9 +14,8 @@ import torch.nn.functional as F
 
 import sslx
 from sslx.testing import train_step
-import sslx_memorybank
-from sslx_encoders import SmallCNN
-from sslx_memorybank import NPID
+from sslx_encoders.models import SmallCNN
+from sslx_memorybank.objective import NPID
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 N, K, D = 40, 16, 6  # bank rows (dataset size), negatives, embedding size
@@ -34,7 +33,6 @@ def random_batch(num_views: int = 1, index=(3, 17, 0, 39), seed: int = 1) -> ssl
     b = len(index)
     views = [torch.randn(b, 1, 8, 8, generator=gen) for _ in range(num_views)]
     return sslx.Batch(views=views, index=torch.tensor(index), label=torch.full((b,), -1))
-
 
 
 def embed(obj: NPID, batch: sslx.Batch) -> torch.Tensor:
@@ -205,7 +203,3 @@ def test_every_parameter_has_a_description():
         assert field.description, name
 
 
-def test_plugin_registers_the_objective():
-    registered = []
-    sslx_memorybank.sslx_register_objectives(register=registered.append)
-    assert registered == [NPID] and NPID.name == "npid"

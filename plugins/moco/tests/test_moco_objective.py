@@ -13,9 +13,8 @@ import torch.nn.functional as F
 
 import sslx
 from sslx.testing import train_step
-import sslx_moco
-from sslx_encoders import SmallCNN
-from sslx_moco import MoCo
+from sslx_encoders.models import SmallCNN
+from sslx_moco.objective import MoCo
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 PROJ_DIM = 6
@@ -33,7 +32,6 @@ def random_batch(b: int = 4, seed: int = 1) -> sslx.Batch:
     gen = torch.Generator().manual_seed(seed)
     views = [torch.randn(b, 1, 8, 8, generator=gen) for _ in range(2)]
     return sslx.Batch(views=views, index=torch.arange(b), label=torch.full((b,), -1))
-
 
 
 def infonce_reference(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, t: float) -> float:
@@ -238,7 +236,3 @@ def test_needs_exactly_two_views(views):
         make_moco(num_views=views)
 
 
-def test_plugin_registers_the_objective():
-    registered = []
-    sslx_moco.sslx_register_objectives(register=registered.append)
-    assert registered == [MoCo] and MoCo.name == "moco"

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 import sslx
-import sslx_patches
 from sslx.engine.data import ViewDataset
 from sslx.testing import PixelViews, check_component
-from sslx_patches import Patches, cell_corners, cell_distances, draw_layout, find_layout
+from sslx_patches.sampler import Patches, cell_corners, cell_distances, draw_layout, find_layout
 
 
 def coordinate_images(count: int, height: int, width: int) -> sslx.ArraySplit:
@@ -105,7 +104,7 @@ def test_the_checked_placement_is_reused_under_random_symmetries(monkeypatch):
     """When random placement keeps failing, each image gets the placement
     found at construction, turned and flipped at random: still valid, not
     always the same."""
-    monkeypatch.setattr(sslx_patches, "SAMPLE_TRIES", 0)
+    monkeypatch.setattr("sslx_patches.sampler.SAMPLE_TRIES", 0)
     sampler = Patches(Patches.Params(grid=4, patch_size=10, near=1, far=2, pairs=4))
     distances = cell_distances(4)
     layouts = set()
@@ -167,8 +166,8 @@ def test_real_digits_through_a_real_augmentation():
     """Fashion-MNIST items cut into 14 px patches and passed through the
     simclr pipeline with its random operations off: 2 views of (1, 14, 14)
     per sample, the anchor view the normalised patch of the meta's box."""
-    from sslx_augmentations import SimCLRViews
-    from sslx_datasets import read_idx
+    from sslx_augmentations.views import SimCLRViews
+    from sslx_datasets.images import read_idx
 
     images = read_idx(Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"))[:4, :, :, None]
     info = sslx.DataInfo(channels=1, image_size=(28, 28), mean=(0.5,), std=(0.5,), num_classes=10)
@@ -223,7 +222,7 @@ def test_params_reject_invalid_values(bad):
         Patches.Params(**bad)
 
 
-def test_picklable_conforming_and_registered():
+def test_picklable_and_conforming():
     sampler = pickle.loads(pickle.dumps(Patches(Patches.Params(pairs=3, far=2))))
     split = coordinate_images(2, 40, 40)
     sampler.seed(1)
@@ -231,6 +230,3 @@ def test_picklable_conforming_and_registered():
     check_component(Patches, "sampler")
     defaults = Patches.Params()
     assert (defaults.grid, defaults.patch_size, defaults.near, defaults.far, defaults.pairs) == (4, 14, 1, 2, 2)
-    registered = []
-    sslx_patches.sslx_register_pair_samplers(register=registered.append)
-    assert registered == [Patches] and Patches.name == "patches"

@@ -15,9 +15,8 @@ import torch.nn.functional as F
 
 import sslx
 from sslx.testing import train_step
-import sslx_pirl
-from sslx_encoders import SmallCNN
-from sslx_pirl import PIRL
+from sslx_encoders.models import SmallCNN
+from sslx_pirl.objective import PIRL
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 N, K, D = 40, 16, 6  # bank rows (dataset size), negatives, embedding size
@@ -36,7 +35,6 @@ def random_batch(tiles: int = 4, index=(3, 17, 0, 39), seed: int = 1, tile: int 
     b = len(index)
     views = [torch.randn(b, 1, 8, 8, generator=gen), torch.randn(b, tiles, 1, tile, tile, generator=gen)]
     return sslx.Batch(views=views, index=torch.tensor(index), label=torch.full((b,), -1))
-
 
 
 def embeddings_by_hand(obj: PIRL, batch: sslx.Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,7 +242,3 @@ def test_published_defaults_and_descriptions():
         assert field.description, name
 
 
-def test_plugin_registers_the_objective():
-    registered = []
-    sslx_pirl.sslx_register_objectives(register=registered.append)
-    assert registered == [PIRL] and PIRL.name == "pirl"

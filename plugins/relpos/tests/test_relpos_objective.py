@@ -12,11 +12,10 @@ import pytest
 import torch
 
 import sslx
-import sslx_relpos
 from sslx.testing import check_component, check_objective
 from sslx_augmentations.jigsaw import TilesViews, cell_bounds, jigsaw_tiles
-from sslx_encoders import SmallCNN
-from sslx_relpos import CENTRE, NEIGHBOURS, OFFSETS, RelativePosition, pair_up
+from sslx_encoders.models import SmallCNN
+from sslx_relpos.objective import CENTRE, NEIGHBOURS, OFFSETS, RelativePosition, pair_up
 
 DATA = sslx.DataInfo(channels=1, image_size=(28, 28), mean=(0.5,), std=(0.25,), num_classes=None)
 # three channels (y, x, 0), no normalisation: a view's pixel is its coordinates / 255
@@ -231,6 +230,3 @@ def test_defaults_descriptions_and_registration():
     assert RelativePosition.Params().hidden_dim == 512
     assert all(field.description for field in RelativePosition.Params.model_fields.values())
     assert "Doersch et al., 2015, arXiv:1505.05192" in RelativePosition.__doc__
-    registered = []
-    sslx_relpos.sslx_register_objectives(register=registered.append)
-    assert registered == [RelativePosition] and RelativePosition.name == "relative_position"

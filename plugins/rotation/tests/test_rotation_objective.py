@@ -8,14 +8,12 @@ import numpy as np
 import pydantic
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import sslx
-import sslx_rotation
 from sslx.testing import check_component, check_objective, random_batch
-from sslx_encoders import SmallCNN
-from sslx_rotation import Rotation, rotate_batch, rotated_inputs, rotation_labels
+from sslx_encoders.models import SmallCNN
+from sslx_rotation.objective import Rotation, rotate_batch, rotated_inputs, rotation_labels
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 
@@ -218,6 +216,3 @@ def test_defaults_descriptions_and_registration():
     assert (p.all_rotations, p.hidden_dim) == (True, 256)
     assert all(field.description for field in Rotation.Params.model_fields.values())
     assert "Gidaris et al., 2018, arXiv:1803.07728" in Rotation.__doc__
-    registered = []
-    sslx_rotation.sslx_register_objectives(register=registered.append)
-    assert registered == [Rotation] and Rotation.name == "rotation"

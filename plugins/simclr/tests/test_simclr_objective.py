@@ -8,9 +8,8 @@ import pytest
 import torch
 
 import sslx
-import sslx_simclr
-from sslx_encoders import SmallCNN
-from sslx_simclr import SimCLR
+from sslx_encoders.models import SmallCNN
+from sslx_simclr.objective import SimCLR
 
 DATA = sslx.DataInfo(channels=1, image_size=(16, 16), mean=(0.5,), std=(0.25,), num_classes=None)
 
@@ -105,7 +104,3 @@ def test_params_reject_invalid_values(bad):
         SimCLR.Params(**bad)
 
 
-def test_plugin_registers_the_objective():
-    registered = []
-    sslx_simclr.sslx_register_objectives(register=registered.append)
-    assert registered == [SimCLR] and SimCLR.name == "simclr"

@@ -12,10 +12,9 @@ import torch.nn.functional as F
 
 import sslx
 from sslx.testing import train_step
-import sslx_swav
-from sslx_encoders import SmallCNN
-from sslx_swav import SwAV
+from sslx_encoders.models import SmallCNN
 from sslx_swav.loss import sinkhorn, swapped_prediction
+from sslx_swav.objective import SwAV
 
 DATA = sslx.DataInfo(channels=1, image_size=(28, 28), mean=(0.5,), std=(0.25,), num_classes=None)
 K = 12
@@ -35,7 +34,6 @@ def multicrop_batch(b: int = 4, n_large: int = 2, n_small: int = 4, seed: int = 
     views = [torch.randn(b, 1, 28, 28, generator=gen) for _ in range(n_large)]
     views += [torch.randn(b, 1, 16, 16, generator=gen) for _ in range(n_small)]
     return sslx.Batch(views=views, index=torch.arange(b), label=torch.full((b,), -1))
-
 
 
 def projections(obj: SwAV, batch: sslx.Batch) -> list[torch.Tensor]:
@@ -258,7 +256,3 @@ def test_paper_defaults_and_described_params():
     assert all(field.description for field in SwAV.Params.model_fields.values())
 
 
-def test_plugin_registers_the_objective():
-    registered = []
-    sslx_swav.sslx_register_objectives(register=registered.append)
-    assert registered == [SwAV] and SwAV.name == "swav"

@@ -14,7 +14,7 @@ import torch
 
 import sslx
 from sslx.testing import PixelViews
-from sslx_datasets import read_idx
+from sslx_datasets.images import read_idx
 from sslx_datasets.moving_digits import moving_digits
 
 FASHION_TEST = Path("/usr/share/datasets/fashion-mnist")

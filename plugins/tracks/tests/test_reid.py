@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sslx
-from sslx_tracks import ReID
-from sslx_tracks.reid import reid_top1
+from sslx_tracks.reid import ReID, reid_top1
 
 LENGTH, SIDE, CANVAS = 16, 10, 64
 INFO = sslx.DataInfo(channels=1, image_size=(CANVAS, CANVAS), mean=(0.0,), std=(1.0,), num_classes=2)

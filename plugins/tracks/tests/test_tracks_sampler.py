@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import sslx
-import sslx_tracks
 from sslx.engine.data import ViewDataset
 from sslx.testing import check_component
-from sslx_tracks import ReID, TrackPatches
 from sslx_tracks.patches import cut
+from sslx_tracks.reid import ReID
+from sslx_tracks.sampler import TrackPatches
 
 OBJECT_SIDE = 14  # the silhouettes' boxes are their full 14 px squares
 INK_INSIDE = 0.75  # least fraction of an object's visible ink inside each of its crops
@@ -122,14 +122,9 @@ def test_sampler_is_picklable_and_the_copy_draws_the_same(object_clips, pixel_vi
     assert copy.group_size == 3 and all(torch.equal(a.meta[k], b.meta[k]) for k in a.meta)
 
 
-def test_components_conform_and_are_registered():
+def test_components_conform():
     check_component(TrackPatches, "sampler")
     check_component(ReID, "evaluator")
-    samplers, evaluators = [], []
-    sslx_tracks.sslx_register_pair_samplers(register=samplers.append)
-    sslx_tracks.sslx_register_evaluators(register=evaluators.append)
-    assert samplers == [TrackPatches] and evaluators == [ReID]
-    assert (TrackPatches.name, ReID.name) == ("tracks", "reid")
 
 
 # ---------------------------------------------------------------------------- user errors

@@ -1,7 +1,7 @@
 """Batched view augmentation on tensors, on any device: the views of a whole
 batch made at once, each sample with its own random parameters.
 
-The albumentations path (:func:`sslx_augmentations.view_ops`) makes views
+The albumentations path (:func:`sslx_augmentations.views.view_ops`) makes views
 image by image on CPU workers. Here the batch is one tensor (uint8 or float in
 [0, 1], shape (n, C, H, W), C = 1 or 3), every operation runs on the whole
 batch, and every random number is drawn from a ``torch.Generator`` on the
@@ -12,7 +12,7 @@ parameters per call, so on a batch tensor all samples get the same crop and
 the same jitter; SSL views need them independent.
 
 The operations and their parameter ranges are those of albumentations 2.0.8
-as :func:`~sslx_augmentations.view_ops` configures it, in the same order:
+as :func:`~sslx_augmentations.views.view_ops` configures it, in the same order:
 RandomResizedCrop, HorizontalFlip, ColorJitter, ToGray, GaussianBlur,
 Solarize (SimCLR, Chen et al., 2020, arXiv:2002.05709, appendix A). The
 math is float32 on images scaled to [0, 1] (float64 input stays float64).
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 import sslx
-from sslx_augmentations import Pair, ViewParams
+from sslx_augmentations.views import Pair, ViewParams
 
 SOLARIZE_THRESHOLD = 0.5  # view_ops: Solarize(threshold_range=(0.5, 0.5)), a fraction of the maximum value
 
@@ -269,7 +269,7 @@ def solarize(images: torch.Tensor, threshold: torch.Tensor | float, apply: torch
 
 
 class BatchedViews:
-    """The views of :func:`~sslx_augmentations.view_ops` for a whole batch:
+    """The views of :func:`~sslx_augmentations.views.view_ops` for a whole batch:
     random resized crop, flip, colour jitter, grayscale, Gaussian blur,
     solarize, normalisation, each sample with its own random parameters.
 

@@ -11,7 +11,7 @@ position (Doersch et al., 2015) and PIRL (Misra & van der Maaten, 2020) use it.
 random resized crop cut into tiles, each tile colour-jittered independently.
 
 :class:`PIRLViews` is the ``pirl`` augmentation: view 0 is the ordinary
-MoCo v2-style view of :class:`sslx_augmentations.Views`, view 1 the shuffled
+MoCo v2-style view of :class:`sslx_augmentations.views.Views`, view 1 the shuffled
 tiles of a random resized crop, as one ``(grid*grid, C, tile, tile)`` tensor.
 
 :class:`TilesViews` is the ``tiles`` augmentation: every view is the tiles of
@@ -23,14 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import albumentations as A
-import cv2
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 
 import sslx
-from sslx_augmentations import MoCoV2Params, Pair, Pipeline, Views, _check_range
+from sslx_augmentations.views import MoCoV2Params, Pair, Pipeline, Views, _check_range
 
 
 def cell_bounds(size: int, grid: int) -> list[tuple[int, int]]:
@@ -133,6 +131,9 @@ class TileCutter:
     """
 
     def __init__(self, params, owner: str, size: int, color: bool, gap: int = 0):
+        import albumentations as A  # with OpenCV: imported when a pipeline is built
+        import cv2
+
         self.grid = params.grid
         self.jigsaw_size = params.jigsaw_size or size
         self.gap = gap

@@ -5,13 +5,12 @@ blur and solarize operations as the other pipelines (``view_ops``)."""
 
 from __future__ import annotations
 
-import albumentations as A
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 
 import sslx
-from sslx_augmentations import AppearanceParams, Pair, Pipeline, _check_range, view_ops
+from sslx_augmentations.views import AppearanceParams, Pair, Pipeline, _check_range, view_ops
 
 
 class MultiCropCrops(sslx.Params):
@@ -57,6 +56,8 @@ class MultiCrop(Pipeline):
     Params = MultiCropParams
 
     def __init__(self, params: MultiCropParams, data: sslx.DataInfo):
+        import albumentations as A  # imported when a pipeline is built
+
         super().__init__(params, data, params.large_size, "large_size")
         self.small_size = params.small_size or max(8, round(self.size * 4 / 7))
         if params.n_small and self.small_size >= self.size:

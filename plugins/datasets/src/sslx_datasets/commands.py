@@ -1,4 +1,9 @@
-"""``sslx data``: prepare the data folder (``sslx data prepare all``) and show where it is."""
+"""``sslx data``: prepare the data folder (``sslx data prepare all``) and show where it is.
+
+Registered with every command line, so this module imports only click: the
+preparation machinery (:mod:`sslx_datasets.store`) is imported when a
+subcommand runs.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import time
 
 import click
 
-from sslx_datasets import store
+ITEMS = ("mnist", "clips", "talking-digits")  # what `prepare` offers, in order: the keys of store.PREPARE
 
 
 @click.group("data")
@@ -15,7 +20,7 @@ def data() -> None:
 
 
 @data.command("prepare")
-@click.argument("item", type=click.Choice([*store.ITEMS, "all"]), default="all")
+@click.argument("item", type=click.Choice([*ITEMS, "all"]), default="all")
 @click.option("--force", is_flag=True, help="Prepare again even what is already complete.")
 def prepare(item: str, force: bool) -> None:
     """Download or generate ITEM (mnist, clips, talking-digits, or all) into the data folder.
@@ -23,8 +28,10 @@ def prepare(item: str, force: bool) -> None:
     Idempotent: what is already complete is skipped. The folder is
     $SSLX_DATA_DIR, else $XDG_CACHE_HOME/sslx, else ~/.cache/sslx.
     """
+    from sslx_datasets import store
+
     start = time.monotonic()
-    for name in store.ITEMS if item == "all" else (item,):
+    for name in ITEMS if item == "all" else (item,):
         store.PREPARE[name](force=force)
     click.echo(f"data folder {store.data_dir()} ready ({time.monotonic() - start:.1f} s)")
 
@@ -32,4 +39,6 @@ def prepare(item: str, force: bool) -> None:
 @data.command("path")
 def path() -> None:
     """Print the data folder."""
+    from sslx_datasets import store
+
     click.echo(str(store.data_dir()))

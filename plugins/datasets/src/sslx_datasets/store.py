@@ -61,8 +61,6 @@ ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "
 NUM_VOICES = 24  # voice variants, each speaking all ten digits
 TEST_VOICES = 6  # the last variants are the test split's: train and test voices are disjoint
 
-ITEMS = ("mnist", "clips", "talking-digits")
-
 
 def data_dir() -> Path:
     """The data folder: ``$SSLX_DATA_DIR``, else ``$XDG_CACHE_HOME/sslx``, else ``~/.cache/sslx``."""
@@ -345,7 +343,7 @@ def load_utterances(split: str) -> tuple[list[np.ndarray], list[dict]]:
     return [read_wav(index_path.parent / u["file"])[0] for u in entries], entries
 
 
-PREPARE: dict[str, Callable[..., Path]] = {
+PREPARE: dict[str, Callable[..., Path]] = {  # what `sslx data prepare` offers (sslx_datasets.commands.ITEMS)
     "mnist": prepare_mnist,
     "clips": prepare_clips,
     "talking-digits": prepare_talking_digits,

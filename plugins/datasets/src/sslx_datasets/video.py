@@ -14,14 +14,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 from pydantic import Field
 
 import sslx
 from sslx_datasets import store
 from sslx_datasets.digits import check_split, frame_stats
+
+if TYPE_CHECKING:
+    import av
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".ogv", ".flv", ".wmv")
 
@@ -77,6 +80,8 @@ def place_audio(chunks: list[tuple[float, np.ndarray]], start: float, rate: int)
 def decode(path: Path, size: int, grayscale: bool, fps: float | None, sample_rate: int | None) -> Decoded:
     """Decode a video file (and its first audio stream when ``sample_rate`` is
     given), skipping and counting packets that fail to decode."""
+    import av  # PyAV loads FFmpeg: only when a video is decoded
+
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:

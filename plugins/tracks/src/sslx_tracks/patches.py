@@ -4,7 +4,6 @@ evaluator share."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 import sslx
@@ -41,6 +40,8 @@ def cut(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
         patch[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] = frame[fy0:fy1, fx0:fx1]
     if patch.shape[0] == size:
         return patch
+    import cv2  # imported on first use, so registering the plugin imports no OpenCV
+
     interpolation = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
     return cv2.resize(patch, (size, size), interpolation=interpolation).reshape(size, size, c)
 

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 from helpers import EXPERIMENTS, SSLX, read_run, tiny_overrides
 
-from sslx import compare
 from sslx.cli import cli
+from sslx_compare import comparison as compare
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import load_plugins
 from sslx.records import record_run
@@ -230,5 +230,5 @@ def test_unreachable_mongo_is_a_user_error_without_the_password(tmp_path):
         port = server.uri.rsplit(":", 1)[1].strip("/")
     url = f"mongodb://ana:s3cret-pw@127.0.0.1:{port}/sacred"  # the server is stopped now
     code, out = invoke("--mongo", url)
-    assert code == 2 and "cannot reach the database" in out and "Traceback" not in out
+    assert code == 2 and "cannot read the database sacred (unreachable" in out and "Traceback" not in out
     assert "s3cret-pw" not in out and "ana:***@127.0.0.1" in out

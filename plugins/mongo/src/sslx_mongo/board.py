@@ -3,17 +3,24 @@
 
 Omniboard is a Node.js program (npm package ``omniboard``). It is installed on
 first use into a local folder (``$XDG_CACHE_HOME/sslx/omniboard``, else
-``~/.cache/sslx/omniboard``, or ``--dir``) so nothing global changes, then
-started as its own process group so that stopping it also stops any child it
-spawned. :func:`start_board` returns once Omniboard's API answers, so a caller
-(the CLI, a test) can use the board at once.
+``~/.cache/sslx/omniboard``, or ``--dir``) so nothing global changes.
 
-The database URL may hold a password: it reaches Omniboard only, and every
-message shows it through :func:`sslx.mongo.redact_url` / ``redact_text``.
+Omniboard has no authentication and a Delete button, and version 2.16.1 cannot
+be told an address: it listens on every interface. sslx starts it with a
+preload (``listen_host.js``, ``node --require``) that makes it listen on
+``host`` only, the loopback address unless the user asks for more. Omniboard
+runs in its own process group (stopping it reaches any child it spawned) and
+dies with its parent (``PR_SET_PDEATHSIG``), so it never outlives ``sslx board``,
+however that ends. :func:`start_board` returns once Omniboard's API answers.
+
+The database URL may hold a password: it reaches Omniboard only, through its
+environment (not its command line, which other users can read with ``ps``),
+and every message shows it redacted.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -21,25 +28,29 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote
 
 from pymongo import uri_parser
 
 from sslx.errors import UserError
-from sslx.mongo import MongoTarget, redact_text
+from sslx_mongo.target import MongoTarget, redact_text
 
 OMNIBOARD_VERSION = "2.16.1"
 DEFAULT_PORT = 9000  # Omniboard's own default
+LOOPBACK = "127.0.0.1"
 API_PATH = "/sacred/api/v1/Runs"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 INSTALL_TIMEOUT_S = 600.0
+PRELOAD = Path(__file__).with_name("listen_host.js")
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 _URL_PARTS = re.compile(r"^(?P<base>mongodb(?:\+srv)?://[^/?]*)(?:/[^?]*)?(?P<query>\?.*)?$")
 
@@ -52,7 +63,7 @@ def default_folder() -> Path:
 
 def url_with_db(target: MongoTarget) -> str:
     """The target's URL with its database as the path, as Omniboard's
-    ``MONGO_URI`` / ``--mu`` wants it (query options such as authSource are kept)."""
+    ``MONGO_URI`` wants it (query options such as authSource are kept)."""
     m = _URL_PARTS.match(target.url)
     if not m:
         raise UserError(f"--mongo / SSLX_MONGO_URL: {target.shown!r} is not a mongodb:// URL that Omniboard can use.")
@@ -82,11 +93,11 @@ def _installed_version(folder: Path) -> str | None:
 
 
 def ensure_omniboard(folder: Path, say: Callable[[str], None] = print) -> Path:
-    """The ``omniboard`` executable in ``folder``, installed there with npm
+    """Omniboard's start script in ``folder``, installed there with npm
     first when it is missing (or another version)."""
-    binary = folder / "node_modules" / ".bin" / "omniboard"
-    if binary.exists() and _installed_version(folder) == OMNIBOARD_VERSION:
-        return binary
+    script = folder / "node_modules" / "omniboard" / "dist" / "start.js"
+    if script.exists() and _installed_version(folder) == OMNIBOARD_VERSION:
+        return script
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         raise UserError(
@@ -95,7 +106,7 @@ def ensure_omniboard(folder: Path, say: Callable[[str], None] = print) -> Path:
             f"installs omniboard@{OMNIBOARD_VERSION} into {folder} (choose the folder with --dir)."
         )
     folder.mkdir(parents=True, exist_ok=True)
-    say(f"Installing omniboard@{OMNIBOARD_VERSION} into {folder} (first use; this takes a minute)...")
+    say(f"Installing omniboard@{OMNIBOARD_VERSION} into {folder} (first use; this takes a minute or two)...")
     try:
         proc = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(folder),
                                f"omniboard@{OMNIBOARD_VERSION}"], capture_output=True, text=True,
@@ -103,22 +114,37 @@ def ensure_omniboard(folder: Path, say: Callable[[str], None] = print) -> Path:
     except subprocess.TimeoutExpired:
         raise UserError(f"`npm install omniboard@{OMNIBOARD_VERSION}` into {folder} took over "
                         f"{INSTALL_TIMEOUT_S:.0f} s; check the network and npm's registry, then retry.") from None
-    if proc.returncode != 0 or not binary.exists():
+    if proc.returncode != 0 or not script.exists():
         raise UserError(
             f"`npm install --prefix {folder} omniboard@{OMNIBOARD_VERSION}` failed (exit {proc.returncode}); "
             f"npm said:\n{_tail(proc.stdout + proc.stderr)}\nFix that (network, npm registry, disk), or install "
             "it yourself into a folder and give it with --dir."
         )
-    return binary
+    return script
 
 
-def _check_port_free(port: int) -> None:
-    with socket.socket() as s:
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("", port))
-        except OSError:
-            raise UserError(f"--port {port}: that port is in use; give a free one, e.g. --port {port + 1}.") from None
+            s.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); give a free port "
+                            f"(e.g. --port {port + 1}) or an address of this machine.") from None
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child get SIGTERM when its parent
+    dies, however it dies (Linux), and exit if the parent is already gone."""
+
+    def preexec() -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:  # the parent died before prctl: nobody would signal us
+                os._exit(1)
+
+    return preexec
 
 
 class BoardProcess:
@@ -127,10 +153,12 @@ class BoardProcess:
     ``STOP_TIMEOUT_S``. Its output goes to a temporary log whose tail (the
     password removed) is in every error."""
 
-    def __init__(self, target: MongoTarget, port: int, proc: subprocess.Popen, log: Path):
+    def __init__(self, target: MongoTarget, host: str, port: int, proc: subprocess.Popen, log: Path):
         self.target = target
+        self.host = host
         self.port = port
-        self.url = f"http://127.0.0.1:{port}/"
+        local = LOOPBACK if host in ("0.0.0.0", "::", "") else host
+        self.url = f"http://{f'[{local}]' if ':' in local else local}:{port}/"
         self.proc = proc
         self.log = log
 
@@ -169,21 +197,21 @@ class BoardProcess:
 
     def _failure(self, what: str) -> UserError:
         return UserError(
-            f"{what}, serving MongoDB {self.target.shown} (database {self.target.db}) on port {self.port}. "
-            f"Its output ends with:\n{self.output_tail() or '(nothing)'}\nCheck that the database is reachable "
-            "with that URL (--mongo / SSLX_MONGO_URL) and that the port is free (--port)."
+            f"{what}, serving {self.target.where} on {self.host} port {self.port}. Its output ends with:\n"
+            f"{self.output_tail() or '(nothing)'}\nCheck that the database is reachable with that URL "
+            "(--mongo / SSLX_MONGO_URL) and that the port is free (--port)."
         )
 
     def stop(self) -> None:
         """Terminate Omniboard's process group; kill it if it lingers."""
         if self.proc.poll() is None:
-            for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
                     os.killpg(self.proc.pid, sig)
                 except ProcessLookupError:
                     break
                 try:
-                    self.proc.wait(timeout=grace)
+                    self.proc.wait(timeout=STOP_TIMEOUT_S)
                     break
                 except subprocess.TimeoutExpired:
                     continue
@@ -196,22 +224,26 @@ class BoardProcess:
         self.stop()
 
 
-def start_board(target: MongoTarget, port: int = DEFAULT_PORT, folder: Path | None = None,
+def start_board(target: MongoTarget, port: int = DEFAULT_PORT, folder: Path | None = None, host: str = LOOPBACK,
                 say: Callable[[str], None] = print, timeout: float = START_TIMEOUT_S) -> BoardProcess:
-    """Start Omniboard on ``port`` over ``target``'s database (installing it
-    into ``folder`` first if needed) and return once its API answers."""
-    binary = ensure_omniboard(folder or default_folder(), say)
-    _check_port_free(port)
+    """Start Omniboard on ``host``:``port`` over ``target``'s database
+    (installing it into ``folder`` first if needed) and return once its API
+    answers."""
+    script = ensure_omniboard(folder or default_folder(), say)
+    node = shutil.which("node")
+    if node is None:
+        raise UserError("sslx board runs Omniboard with Node.js, and `node` is not on PATH: install Node.js "
+                        "(e.g. `apt-get install nodejs`).")
+    _check_port_free(host, port)
     fd, log_name = tempfile.mkstemp(prefix="sslx-omniboard-", suffix=".log")
     with os.fdopen(fd, "wb") as log:
-        # Omniboard takes its port only from PORT. The URL goes in MONGO_URI (which Omniboard reads when no
-        # --mu is given) rather than --mu, so a password in it is not shown by `ps` to other users.
-        # Its own process group lets stop() reach any child of node.
+        # Omniboard takes its port only from PORT, and the URL from MONGO_URI when no --mu is given.
         env = {k: v for k, v in os.environ.items() if k != "OMNIBOARD_CONFIG"}
-        env.update(PORT=str(port), MONGO_URI=url_with_db(target))
-        proc = subprocess.Popen([str(binary)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
-    board = BoardProcess(target, port, proc, Path(log_name))
+        env.update(PORT=str(port), MONGO_URI=url_with_db(target), SSLX_BOARD_HOST=host, SSLX_BOARD_PORT=str(port))
+        proc = subprocess.Popen([node, "--require", str(PRELOAD), str(script)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent(os.getpid()))
+    board = BoardProcess(target, host, port, proc, Path(log_name))
     try:
         board.wait_ready(timeout)
     except BaseException:

@@ -1,7 +1,7 @@
 """Side-by-side comparison of recorded runs (``sslx compare``).
 
-Runs are read either from a Sacred file store (``runs/<id>/run.json``,
-``config.json``, ``metrics.json``) or from a Sacred MongoDB database (the
+Runs are read either from a Sacred file store (through :mod:`sslx.records`,
+the one reader of run folders) or from a Sacred MongoDB database (the
 ``runs`` and ``metrics`` collections as Sacred's ``MongoObserver`` writes
 them), into one :class:`RunSummary` shape, so selection, the table and the
 plot do not care where a run came from. The table shows what tells runs apart:
@@ -18,10 +18,13 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sslx.errors import UserError
-from sslx.mongo import MongoTarget
+from sslx.records import RunFolder, list_runs
+
+if TYPE_CHECKING:
+    from sslx_mongo.target import MongoTarget
 
 FIXED_COLUMNS = ["id", "name", "method", "status", "duration_s"]
 CELL_WIDTH = 22  # the human table cuts longer cells so many differing keys stay readable
@@ -94,22 +97,13 @@ def _summary(run_id: str, run: dict[str, Any], config: dict[str, Any], metrics: 
     )
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read this run record ({exc}); the run folder may be damaged.") from exc
-
-
 def read_run_dir(run_dir: Path) -> RunSummary:
     """A run folder of the file store (it holds ``run.json``)."""
-    if not (run_dir / "run.json").is_file():
+    folder = RunFolder(run_dir)
+    if not folder.is_run():
         raise UserError(f"{run_dir} is not a run folder: it has no run.json. Give a folder under runs/ "
                         "(e.g. runs/3) or a run id within --source.")
-    run = _read_json(run_dir / "run.json")
-    config = _read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
-    metrics = _read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
-    return _summary(run_dir.name, run, config, metrics)
+    return _summary(folder.id, folder.run, folder.config, folder.metrics)
 
 
 def load_file_runs(source: Path, refs: list[str]) -> list[RunSummary]:
@@ -129,8 +123,7 @@ def load_file_runs(source: Path, refs: list[str]) -> list[RunSummary]:
     if not source.is_dir():
         raise UserError(f"--source {source}: no such folder. Point it at the runs folder that "
                         "`sslx run --runs-dir` wrote (default runs/).")
-    runs = [read_run_dir(d) for d in source.iterdir() if d.is_dir() and (d / "run.json").is_file()]
-    return sorted(runs, key=_start_key)
+    return sorted((_summary(f.id, f.run, f.config, f.metrics) for f in list_runs(source)), key=_start_key)
 
 
 # -------------------------------------------------------------------- MongoDB
@@ -142,10 +135,11 @@ def load_mongo_runs(target: MongoTarget, refs: list[str]) -> list[RunSummary]:
 
     client = target.client()
     try:
-        return _read_mongo_runs(client[target.db], refs)
+        return _read_mongo_runs(target.database(client), refs)
     except PyMongoError as exc:
-        raise UserError(f"--mongo {target.shown}: cannot reach the database ({target.describe_error(exc)}). Check that "
-                        f"the server runs and the URL is right, or compare the file store with --source runs/.") from None
+        raise UserError(f"--mongo {target.shown}: cannot read the database {target.db} "
+                        f"({target.describe_error(exc)}). Check that the server runs and the URL (user, password) "
+                        "is right, or compare the file store with --source runs/.") from None
     finally:
         client.close()
 
