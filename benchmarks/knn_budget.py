@@ -32,7 +32,7 @@ from benchutil import REPO, evaluate_untrained, hardware, train_for_budget, writ
 import sslx
 from sslx.config import read_experiment
 from sslx.plugins import load_plugins
-from sslx.records import record_evaluation
+from sslx.records import RunFolder, record_evaluation
 
 METHODS = ["simclr", "moco", "npid", "pirl", "swav", "barlowtwins", "byol", "vicreg"]
 # `sslx eval` protocols run on every trained encoder: (protocol, --set assignments)
@@ -55,10 +55,8 @@ class RawPixels(sslx.Encoder):
 
 def summarize_run(run_dir: Path) -> dict:
     """What the table shows of one pretraining run, from its records."""
-    run = json.loads((run_dir / "run.json").read_text())
-    info = json.loads((run_dir / "info.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = json.loads((run_dir / "config.json").read_text())
+    folder = RunFolder(run_dir)
+    run, info, metrics, config = folder.run, folder.info, folder.metrics, folder.config
     steps = config["trainer"]["max_steps"]
     return {
         "eval.knn_top1": run["result"]["eval.knn_top1"],

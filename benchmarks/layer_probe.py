@@ -32,7 +32,7 @@ from benchutil import REPO, evaluate_untrained, hardware, train_for_budget, writ
 
 from sslx.config import read_experiment, resolve
 from sslx.plugins import load_plugins
-from sslx.records import record_evaluation
+from sslx.records import RunFolder, record_evaluation
 from sslx.engine.trainer import build
 
 METHODS = {"pirl": "PIRL", "jigsaw": "Jigsaw"}
@@ -136,7 +136,7 @@ def main() -> None:
     for method in METHODS:
         experiment = REPO / "experiments" / f"{method}.json"
         record, steps = train_for_budget(host, experiment, args.budget, runs_dir, f"layer_probe-{method}")
-        config = json.loads((record.run_dir / "config.json").read_text())
+        config = RunFolder(record.run_dir).config
         evaluation = record_evaluation(record.run_dir, "linear_layers", [*sets, "trainer.progress=false"], host)
         report[method] = {
             "run_dir": str(record.run_dir),
@@ -150,7 +150,7 @@ def main() -> None:
     report["untrained"] = {"layers": {s: metrics[f"eval.layer.{s}.linear_top1"] for s in stages_of(metrics)}}
     report["stages"] = list(report["untrained"]["layers"])
     # the probe's feature size per stage, from the encoder's channels and the pooling rule
-    from sslx_linear import stage_dims
+    from sslx_linear.probes import stage_dims
 
     exp = resolve(read_experiment(REPO / "experiments" / "pirl.json"), host)
     report["dims"] = stage_dims(build(exp).encoder, args.max_dim)

@@ -27,7 +27,7 @@ from benchutil import REPO, hardware, train_for_budget, write_section
 
 from sslx.config import read_experiment, resolve
 from sslx.plugins import load_plugins
-from sslx.records import RunFailed, record_run
+from sslx.records import RunFailed, RunFolder, record_run
 
 # experiment -> (what it learns from, the measures that must beat the untrained model)
 SAMPLERS = {
@@ -42,7 +42,7 @@ REAL = {"frames_vtest": "frames of vtest.avi", "audio_video_real": "audio-video 
 
 
 def read_metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
+    return RunFolder(run_dir).metrics
 
 
 def floor_and_final(metrics: dict, name: str) -> tuple[float, float]:
@@ -77,7 +77,7 @@ def run_real(host, name: str, runs_dir: Path) -> dict:
         status, result, run_dir = "COMPLETED", record.result, record.run_dir
     except RunFailed as exc:
         status, result, run_dir = f"FAILED: {exc.reason}", None, exc.record.run_dir
-    info = json.loads((Path(run_dir) / "info.json").read_text())
+    info = RunFolder(Path(run_dir)).info
     return {"run_dir": str(run_dir), "status": status, "result": result,
             "steps": info.get("total_steps"), "data": info.get("data")}
 

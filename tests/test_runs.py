@@ -3,6 +3,7 @@ checkpoints, resume, divergence, interruption and lifecycle hooks."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -89,7 +90,12 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(method, tiny,
     rec = read_run(resumed.run_dir)
     assert rec["run"]["status"] == "COMPLETED" and rec["info"]["resumed_at_step"] == 4
     assert rec["info"]["resumed_from"].endswith("last.pt")
-    assert rec["metrics"]["train.loss"]["steps"] == [6, 8]
+    # its records hold the whole curve, point for point the uninterrupted run's (throughput aside: it is timed)
+    uninterrupted = read_run(full.run_dir)["metrics"]
+    assert rec["metrics"].keys() == uninterrupted.keys()
+    for name in set(uninterrupted) - {"train.views_per_s"}:
+        assert rec["metrics"][name]["steps"] == uninterrupted[name]["steps"], name
+        assert rec["metrics"][name]["values"] == uninterrupted[name]["values"], name
     a = ckpt.load(full.run_dir / "checkpoint.pt")
     b = ckpt.load(resumed.run_dir / "checkpoint.pt")
     assert a["objective"].keys() == b["objective"].keys()
@@ -149,12 +155,84 @@ def test_nan_loss_stops_the_run_keeps_the_last_good_checkpoint_and_records_why(t
     assert isinstance(failed.value.reason, sslx.UserError)
     message = str(failed.value.reason)
     assert "the loss became nan at step 3" in message
-    assert "last good checkpoint is" in message and "Lower trainer.lr" in message
+    assert "last good checkpoint (all values finite) is step 2" in message
+    assert f"sslx run --resume {failed.value.record.run_dir} --set trainer.lr=" in message
     run_dir = failed.value.record.run_dir
     rec = read_run(run_dir)
     assert rec["run"]["status"] == "FAILED"
     assert "the loss became nan at step 3" in rec["info"]["failure"]
     assert ckpt.load(run_dir / ckpt.LAST)["step"] == 2
+
+
+def test_a_model_that_diverges_with_a_finite_loss_is_never_checkpointed_and_resumes_with_a_lower_lr(
+        tiny, host, tmp_path):
+    """MoCo at a constant lr of 1e4: after about 20 steps BatchNorm's running
+    variance overflows while the loss is still finite. The run stops there;
+    the checkpoint it kept is finite; it resumes from it with a lower
+    learning rate (a change a resume allows) and completes; `sslx eval`
+    refuses a checkpoint that is not finite."""
+    from click.testing import CliRunner
+
+    from sslx.cli import cli
+
+    exp = tiny("moco", "trainer.lr=1e4", "trainer.warmup_steps=0", 'trainer.schedule="constant"',
+               "trainer.max_steps=24", "trainer.checkpoint_every=2", "trainer.log_every=100", "evaluators=[]")
+    with pytest.raises(RunFailed) as failed:
+        record_run(exp, host, runs_dir=tmp_path)
+    message, run_dir = str(failed.value.reason), failed.value.record.run_dir
+    assert isinstance(failed.value.reason, sslx.UserError) and "so the run stopped" in message
+    state = ckpt.load(run_dir / ckpt.LAST)
+    assert not [k for k, v in state["objective"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    assert f"last good checkpoint (all values finite) is step {state['step']}" in message
+
+    resumed = CliRunner().invoke(cli, ["run", "--resume", str(run_dir), "--runs-dir", str(tmp_path),
+                                       "--set", "trainer.lr=0.06"])
+    assert resumed.exit_code == 0, resumed.output
+    rec = read_run(tmp_path / "2")
+    assert rec["run"]["status"] == "COMPLETED" and rec["config"]["trainer"]["lr"] == 0.06
+    assert rec["info"]["resumed_at_step"] == state["step"]
+
+    state["objective"][next(k for k in state["objective"] if k.startswith("encoder.") and k.endswith("running_var"))] \
+        .fill_(float("inf"))
+    torch.save(state, tmp_path / "bad.pt")
+    refused = CliRunner().invoke(cli, ["eval", str(tmp_path / "bad.pt"), "--protocol", "knn", "--runs-dir", str(tmp_path)])
+    assert refused.exit_code == 2 and "holds NaN or infinite values" in refused.output
+    assert "Traceback" not in refused.output
+
+
+def test_bad_data_is_found_before_the_first_step(tiny, host, tmp_path):
+    """An image folder with an unreadable file trains only with
+    skip_unreadable (counted in the run's info); a missing test folder stops
+    the run before its first step, not after training."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data as photos
+
+    train = tmp_path / "train"
+    for i in range(40):
+        photo, cls = (photos.astronaut(), "person") if i % 2 else (photos.chelsea(), "cat")
+        (train / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(photo[i * 4 : i * 4 + 64, i * 4 : i * 4 + 64])).save(train / cls / f"{i}.png")
+    (train / "cat" / "empty.jpg").write_bytes(b"")
+    folder = {"name": "image_folder", "root": str(train), "test_root": str(train), "labeled": True,
+              "skip_unreadable": True}
+    sets = [f"dataset={json.dumps(folder)}", "augmentation.size=32", "trainer.batch_size=8", "trainer.max_steps=2",
+            "evaluators.0.k=5"]
+    record = record_run(tiny("simclr", *sets), host, runs_dir=tmp_path / "runs")
+    assert read_run(record.run_dir)["info"]["data"]["skipped_files"] == {"train": 1, "test": 1}
+
+    missing = {**folder, "test_root": str(tmp_path / "nowhere")}
+    with pytest.raises(RunFailed) as failed:
+        record_run(tiny("simclr", *sets, f"dataset={json.dumps(missing)}"), host, runs_dir=tmp_path / "runs")
+    assert "dataset.test_root" in str(failed.value.reason) and "nowhere" in str(failed.value.reason)
+    rec = read_run(failed.value.record.run_dir)
+    assert "train.loss" not in (rec["metrics"] or {}) and not (failed.value.record.run_dir / ckpt.LAST).exists()
+
+    unlabeled = {**folder, "labeled": False}  # the kNN evaluator needs labels: found before training too
+    with pytest.raises(RunFailed) as failed:
+        record_run(tiny("simclr", *sets, f"dataset={json.dumps(unlabeled)}"), host, runs_dir=tmp_path / "runs")
+    assert "evaluator 'knn' needs labeled train and test splits" in str(failed.value.reason)
+    assert "train.loss" not in (read_run(failed.value.record.run_dir)["metrics"] or {})
 
 
 def test_cli_reports_a_failed_run_in_one_paragraph(tmp_path):
@@ -256,5 +334,5 @@ def test_cli_resume_continues_a_finished_run_with_its_recorded_config(tmp_path):
     rec = read_run(tmp_path / "2")
     assert rec["run"]["experiment"]["name"] == "short"
     assert rec["info"]["resumed_at_step"] == 4 and rec["info"]["resumed_from"].endswith("checkpoint.pt")
-    assert rec["metrics"]["train.loss"]["steps"] == [6]
+    assert rec["metrics"]["train.loss"]["steps"] == [2, 4, 6]  # steps 2 and 4 from the checkpoint it continues
     assert ckpt.load(tmp_path / "2" / "checkpoint.pt")["step"] == 6

@@ -88,10 +88,20 @@ class SslxGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def _load_plugin_commands(self, ctx: click.Context) -> None:
+        """Once per command line: the core commands as defined, then the
+        plugins' commands and options. In one process the same group may
+        serve several command lines (tests, notebooks), each with its own
+        plugins: what an earlier one added is removed first, so a plugin
+        never needs to guard against adding its options twice."""
         root = ctx.find_root()
         root.ensure_object(dict)
         if not root.obj.get("commands_loaded"):
             root.obj["commands_loaded"] = True
+            if not hasattr(self, "_core"):
+                self._core = {name: (cmd, list(cmd.params)) for name, cmd in self.commands.items()}
+            self.commands = {name: cmd for name, (cmd, _) in self._core.items()}
+            for cmd, params in self._core.values():
+                cmd.params = list(params)
             _host(ctx, components=False).register_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -153,7 +163,7 @@ def _experiment(ctx: click.Context, experiment: Path, assignments: tuple[str, ..
     from sslx.config import apply_overrides, read_experiment, resolve
 
     raw = apply_overrides(read_experiment(experiment), list(assignments))
-    return resolve(raw, _host(ctx), source=str(experiment))
+    return resolve(raw, _host(ctx), source=str(experiment), overrides=assignments)
 
 
 def _print_recorded(record: RunRecord, evaluates: Path | None = None) -> None:
@@ -198,7 +208,7 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
         return
     rank = launched_rank()
     try:
-        exp, experiment, name, resume_from = _resolve_run(ctx, experiment, assignments, name, resume_dir)
+        exp, experiment, name, resume_from = _resolve_run(ctx, experiment, assignments, name, resume_dir, rank)
     except (UserError, click.UsageError):
         if rank != 0:  # every process meets the same mistake: rank 0 reports it
             ctx.exit(2)
@@ -217,21 +227,26 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
 
 
 def _resolve_run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...], name: str | None,
-                 resume_dir: Path | None) -> tuple[ResolvedExperiment, Path, str | None, Path | None]:
+                 resume_dir: Path | None, rank: int) -> tuple[ResolvedExperiment, Path, str | None, Path | None]:
     """The experiment to run, its file, its name and the checkpoint it continues."""
     from sslx.engine.checkpoint import find_checkpoint, load
     from sslx.records import CONFIG, RunFolder, check_resumable
 
-    resume_from = None
+    resume_from, previous = None, None
     if resume_dir is not None:
         resume_from = find_checkpoint(resume_dir)
+        previous = RunFolder(resume_dir) if RunFolder(resume_dir).is_run() else None
         experiment = experiment or resume_dir / CONFIG
-        name = name or (RunFolder(resume_dir).name if RunFolder(resume_dir).is_run() else None)
+        name = name or (previous.name if previous else None)
     if experiment is None:
         raise click.UsageError("give an EXPERIMENT file (or --resume RUN_DIR).")
     exp = _experiment(ctx, experiment, assignments)
     if resume_from is not None and resume_dir is not None:
-        check_resumable(exp.config, load(resume_from)["config"], resume_dir)
+        status = previous.status if previous else None
+        check_resumable(exp.config, load(resume_from)["config"], resume_dir, status)
+        if previous is not None and status == "DIED" and not rank:  # its records end where it was killed: say so
+            previous.mark_failed("its process died without recording its end (killed, out of memory, or the "
+                                 "machine stopped)", by="sslx run --resume")
     return exp, experiment, name, resume_from
 
 
@@ -412,6 +427,13 @@ def describe(ctx: click.Context, kind: str, name: str | None, as_json: bool) -> 
         }, indent=2, default=str))
         return
     click.echo(f"{title}\n\n  {description}\n")
+    if source is not None and what in ("augmentation", "sampler"):
+        from sslx.components import Augmentation
+
+        cls = info.cls
+        on_device = (cls.batched is not Augmentation.batched if issubclass(cls, Augmentation)
+                     else bool(getattr(cls, "views_of_one_image", False)))
+        click.echo(f"  works with trainer.augment_on_device: {'yes' if on_device else 'no'}\n")
     if not params:
         click.echo("  (no parameters)")
     for p in params:

@@ -271,7 +271,7 @@ class PairSampler(Component, abc.ABC):
 
     group_size: int = 1
     # True when each sample is just ``num_views`` augmented views of its item's
-    # image (the 'crops' sampler): the views can then be made on the device
+    # image: the views can then be made on the device (trainer.augment_on_device)
     views_of_one_image: ClassVar[bool] = False
 
     def __init__(self, params: Params):
@@ -438,10 +438,10 @@ class Objective(Component, nn.Module):
         if self.info.group_size != 1:
             raise UserError(
                 f"objective {self.name!r} needs one sample per dataset item ({why}), but the sampler draws "
-                f"{self.info.group_size}: use a sampler with one sample per item, such as 'crops'."
+                f"{self.info.group_size}: use a sampler with one sample per item (its group_size is 1)."
             )
 
-    def forward(self, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, batch: Batch) -> ObjectiveOutput:
         raise NotImplementedError
 
     def on_step_end(self, step: int) -> None:
@@ -489,10 +489,23 @@ class EvalContext:
 
 class Evaluator(Component, abc.ABC):
     """Measures a (frozen or fine-tuned) encoder; returns metrics without the
-    ``eval.`` prefix, which the host adds."""
+    ``eval.`` prefix, which the host adds. An evaluator that scores against
+    labels sets ``needs_labels``."""
+
+    needs_labels: ClassVar[bool] = False
 
     def __init__(self, params: Params):
         self.params = params
+
+    def check_data(self, dataset: Dataset) -> None:
+        """Raise a ``UserError`` if ``dataset`` lacks what this evaluator
+        needs. Called before training starts, so that a run never trains for
+        hours to find its evaluation impossible; the default checks that both
+        splits are labeled when ``needs_labels`` is set."""
+        if self.needs_labels:
+            from sslx.features import labeled_or_error, split_labels
+
+            labeled_or_error(self.name, split_labels(dataset.split("train")), split_labels(dataset.split("test")))
 
     @abc.abstractmethod
     def evaluate(self, ctx: EvalContext) -> dict[str, float]: ...

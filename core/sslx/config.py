@@ -20,17 +20,21 @@ JSON path, what was expected and what was found.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TYPE_CHECKING
 
 from pydantic import BaseModel, Field, ValidationError
 
 from sslx.components import Params
 from sslx.errors import ConfigError, UserError
 from sslx.registry import ComponentInfo
+
+if TYPE_CHECKING:
+    from sslx.plugins import PluginHost
 
 UNION_TAG = re.compile(r"^(int|float|str|bool|none|list|tuple|dict|constrained-\w+|function-\w+|literal\[.*\])$")
 COMPONENT_SECTIONS = ("dataset", "augmentation", "sampler", "encoder", "objective")
@@ -67,7 +71,8 @@ class TrainerParams(Params):
     augment_on_device: bool = Field(False, description="Keep the training images on the training device as uint8 and make "
                                                        "each batch's views there, all samples at once, each with its own "
                                                        "random parameters (no loader workers). Needs an augmentation with a "
-                                                       "batched path (simclr, mocov2, multicrop) and the 'crops' sampler.")
+                                                       "batched path and a sampler whose samples are views of one image "
+                                                       "(`sslx describe` says which have them).")
     sync_batchnorm: bool = Field(True, description="With several processes, normalise BatchNorm layers with the statistics of the "
                                                   "global batch (SyncBatchNorm), as one process would; false keeps per-process "
                                                   "statistics (faster, but the answer then depends on the number of processes).")
@@ -180,10 +185,13 @@ def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str,
 # validation
 
 
-def resolve(data: dict[str, Any], host: Any, source: str = "experiment") -> ResolvedExperiment:
+def resolve(data: dict[str, Any], host: PluginHost, source: str = "experiment",
+            overrides: Sequence[str] = ()) -> ResolvedExperiment:
     """Validate an experiment against the registered components.
 
-    Raises :class:`ConfigError` listing every problem with its JSON path.
+    Raises :class:`ConfigError` listing every problem with its JSON path; a
+    problem in a value that one of the ``overrides`` (the ``--set``
+    assignments applied to ``data``) wrote names that assignment.
     """
     problems: list[tuple[str, str]] = []
     config: dict[str, Any] = {}
@@ -222,12 +230,13 @@ def resolve(data: dict[str, Any], host: Any, source: str = "experiment") -> Reso
         config["trainer"] = trainer.model_dump(mode="json")
 
     if problems:
-        raise ConfigError(source, problems)
+        pointers = {"/" + a.partition("=")[0].strip().replace(".", "/"): a for a in overrides}
+        raise ConfigError(source, problems, pointers)
     assert trainer is not None
     return ResolvedExperiment(config=config, components=components, evaluators=evaluators, trainer=trainer)
 
 
-def json_schema(host: Any) -> dict[str, Any]:
+def json_schema(host: PluginHost) -> dict[str, Any]:
     """A JSON Schema of experiment files for the installed plugins (for
     editors: reference it with ``"$schema"``)."""
 
@@ -251,7 +260,7 @@ def json_schema(host: Any) -> dict[str, Any]:
     }
 
 
-def resolve_component(host: Any, kind: str, raw: Any, source: str) -> tuple[ComponentInfo, Params]:
+def resolve_component(host: PluginHost, kind: str, raw: Any, source: str) -> tuple[ComponentInfo, Params]:
     """Validate one component given as ``{"name": ..., <params>}`` (the
     evaluator of ``sslx eval``); raises :class:`ConfigError` naming ``source``."""
     problems: list[tuple[str, str]] = []
@@ -264,7 +273,7 @@ def resolve_component(host: Any, kind: str, raw: Any, source: str) -> tuple[Comp
     return got
 
 
-def _component(host: Any, kind: str, raw: Any, path: str, problems: list[tuple[str, str]]) -> tuple[ComponentInfo, Params] | None:
+def _component(host: PluginHost, kind: str, raw: Any, path: str, problems: list[tuple[str, str]]) -> tuple[ComponentInfo, Params] | None:
     if not isinstance(raw, dict):
         problems.append((path, f"expected an object such as {{\"name\": ...}}, got {_json_type(raw)}."))
         return None
@@ -335,7 +344,7 @@ def _owner(owner: Any) -> str:
     return f"{owner.kind} {owner.name!r} from {owner.provenance}"
 
 
-def _names(host: Any, kind: str) -> str:
+def _names(host: PluginHost, kind: str) -> str:
     names = host.registry.names(kind)
     return f"Registered {kind}s: {', '.join(names)}." if names else f"No {kind} is registered: check `sslx plugins`."
 

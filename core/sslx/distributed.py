@@ -24,28 +24,36 @@ from torch import nn
 
 from sslx.errors import UserError
 
+__all__ = ["GlobalBatchNorm", "all_reduce_sum", "barrier", "gather", "gather_no_grad", "is_distributed",
+           "is_main_process", "local_part", "mean_across_processes", "own_rows", "rank", "world_size"]
+
 # How long a process waits in a collective for the others, e.g. while rank 0
 # runs the evaluators mid-training (SSLX_DIST_TIMEOUT, in seconds).
 DEFAULT_TIMEOUT_S = 3600
 
 
 def is_distributed() -> bool:
+    """Whether this process belongs to a process group (a run under DDP)."""
     return dist.is_available() and dist.is_initialized()
 
 
 def world_size() -> int:
+    """The number of processes of the run (1 without a process group)."""
     return dist.get_world_size() if is_distributed() else 1
 
 
 def rank() -> int:
+    """This process's rank, ``0 .. world_size() - 1`` (0 without a process group)."""
     return dist.get_rank() if is_distributed() else 0
 
 
 def is_main_process() -> bool:
+    """Whether this is rank 0, the process that records the run."""
     return rank() == 0
 
 
 def backend() -> str | None:
+    """The process group's backend (``"nccl"``, ``"gloo"``), or None."""
     return str(dist.get_backend()) if is_distributed() else None
 
 
@@ -103,12 +111,19 @@ def lost_contact(exc: BaseException) -> bool:
 
 
 def barrier() -> None:
+    """Wait until every process has arrived here (a no-op in one process)."""
     if is_distributed():
         dist.barrier()
 
 
 # ----------------------------------------------------------------------------
 # collectives for objectives
+
+
+def _world() -> dist.ProcessGroup:
+    group = dist.group.WORLD
+    assert group is not None, "called only when the process group exists"
+    return group
 
 
 def gather(tensor: torch.Tensor) -> torch.Tensor:
@@ -118,7 +133,22 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     from torch.distributed import _functional_collectives as fc  # differentiable: backward reduce-scatters
 
-    return fc.wait_tensor(fc.all_gather_single(tensor.contiguous(), 0, dist.group.WORLD))
+    return fc.wait_tensor(fc.all_gather_single(tensor.contiguous(), 0, _world()))
+
+
+def own_rows(local_size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """The indices of this process's rows in a tensor made by :func:`gather`
+    (or :func:`gather_no_grad`) from ``local_size`` rows per process:
+    ``rank() * local_size + arange(local_size)``. A contrastive loss masks
+    each query's own column and finds its positive with them::
+
+        keys = gather(z)                        # (world_size * B, D), every process's rows
+        logits = z @ keys.T                     # (B, world_size * B)
+        mine = own_rows(len(z), z.device)       # where this process's rows sit among the keys
+        logits[torch.arange(len(z)), mine] = float("-inf")
+
+    In one process it is ``arange(local_size)``."""
+    return torch.arange(local_size, device=device) + rank() * local_size
 
 
 @torch.no_grad()
@@ -149,7 +179,7 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     from torch.distributed import _functional_collectives as fc  # differentiable: backward all-reduces
 
-    return fc.wait_tensor(fc.all_reduce(tensor, "sum", dist.group.WORLD))
+    return fc.wait_tensor(fc.all_reduce(tensor, "sum", _world()))
 
 
 def local_part(tensor: torch.Tensor) -> torch.Tensor:
@@ -212,6 +242,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
+        assert self.num_batches_tracked is not None and self.running_mean is not None and self.running_var is not None
         self.num_batches_tracked.add_(1)
         m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         unbiased = var * (count / max(count - 1.0, 1.0))

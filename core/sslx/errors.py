@@ -18,13 +18,24 @@ class ConfigError(UserError):
 
     ``problems`` holds ``(path, message)`` pairs; ``path`` is a JSON pointer
     such as ``/objective/temperature`` (``""`` for the whole document).
+    ``overrides`` maps the pointers that ``--set`` assignments changed to the
+    assignment, which a problem there names instead of the file.
     """
 
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
+    def __init__(self, source: str, problems: list[tuple[str, str]], overrides: dict[str, str] | None = None):
         self.source = source
         self.problems = problems
-        lines = [f"{source}{':' + path if path else ''}: {message}" for path, message in problems]
+        lines = [f"{_origin(path, source, overrides or {})}{':' + path if path else ''}: {message}"
+                 for path, message in problems]
         super().__init__("\n".join(lines))
+
+
+def _origin(path: str, source: str, overrides: dict[str, str]) -> str:
+    """Where the value at ``path`` came from: the ``--set`` that wrote it or a part above it, else ``source``."""
+    for pointer, assignment in overrides.items():
+        if path == pointer or path.startswith(pointer + "/"):
+            return f"--set {assignment} (over {source})"
+    return source
 
 
 class PluginError(UserError):

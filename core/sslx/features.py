@@ -17,6 +17,8 @@ from tqdm import tqdm
 from sslx.components import Augmentation, Encoder, EvalContext, ImageSplit
 from sslx.errors import UserError
 
+__all__ = ["EvalViews", "extract", "extract_features", "labeled_or_error", "split_labels"]
+
 Features = torch.Tensor | dict[str, torch.Tensor]
 
 
@@ -78,10 +80,17 @@ def extract(
             outputs.append({k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float())
     finally:
         encoder.train(was_training)
-    if isinstance(outputs[0], dict):
-        feats: Features = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}  # type: ignore[index]
-    else:
-        feats = torch.cat(outputs)  # type: ignore[arg-type]
+    tensors = [o for o in outputs if isinstance(o, torch.Tensor)]
+    dicts = [o for o in outputs if isinstance(o, dict)]
+    feats: Features = torch.cat(tensors) if tensors else {k: torch.cat([o[k] for o in dicts]) for k in dicts[0]}
+    values = [feats] if isinstance(feats, torch.Tensor) else list(feats.values())
+    bad = sum(int((~torch.isfinite(v.flatten(1) if v.ndim > 1 else v[:, None])).any(dim=1).sum()) for v in values)
+    if bad:
+        raise UserError(
+            f"the encoder's features of {bad} of the {len(split)} images of the {split_name!r} split are NaN or "
+            f"infinite: its weights make them so (a diverged run), and no evaluation can use them. Evaluate a "
+            f"checkpoint written before the divergence, or train again with a lower trainer.lr."
+        )
     result = (feats, split_labels(split, ctx.device))
     ctx.cache[(split_name, key)] = result
     return result
@@ -92,7 +101,8 @@ def extract_features(ctx: EvalContext, split_name: str) -> tuple[torch.Tensor, t
     ``(N,)`` (``-1`` where unknown) of every item of a split, in order;
     computed once per evaluation."""
     feats, labels = extract(ctx, split_name)
-    return feats, labels  # type: ignore[return-value]
+    assert isinstance(feats, torch.Tensor), "the encoder's forward returns one tensor"
+    return feats, labels
 
 
 def labeled_or_error(evaluator: str, train_y: torch.Tensor, test_y: torch.Tensor) -> int:
@@ -101,6 +111,7 @@ def labeled_or_error(evaluator: str, train_y: torch.Tensor, test_y: torch.Tensor
     if not bool((train_y >= 0).any()) or bool((test_y < 0).any()):
         raise UserError(
             f"evaluator {evaluator!r} needs labeled train and test splits, but the dataset has unlabeled items: "
-            f"use a labeled dataset (for image_folder, class subfolders and labeled=true), or remove the evaluator."
+            f"use a labeled dataset (see `sslx describe dataset NAME` for how yours is labeled), or remove the "
+            f"evaluator."
         )
     return int(max(train_y.max(), test_y.max())) + 1

@@ -11,6 +11,8 @@ from torch import nn
 
 from sslx.distributed import gather_no_grad
 
+__all__ = ["FeatureQueue", "MemoryBank", "cosine_momentum", "ema_update", "projection_mlp"]
+
 
 def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bias: bool = True) -> nn.Sequential:
     """``num_layers`` linear layers with BatchNorm and ReLU between them (the
@@ -51,6 +53,9 @@ class FeatureQueue(nn.Module):
     holds the same queue. Rows are written at ``ptr`` and wrap around; when a
     batch is larger than the queue only its last ``size`` rows stay.
     """
+
+    features: torch.Tensor
+    ptr: torch.Tensor
 
     def __init__(self, size: int, dim: int, normalize_init: bool = True):
         super().__init__()
@@ -102,6 +107,8 @@ class MemoryBank(nn.Module):
         >>> negatives = bank.get(bank.sample(256))  # (256, 128)
         >>> bank.update(torch.tensor([3, 14]), torch.randn(2, 128), momentum=0.5)
     """
+
+    features: torch.Tensor
 
     def __init__(self, size: int, dim: int):
         super().__init__()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -28,8 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
 
 from sslx import hookspecs
 from sslx.errors import PluginError, UserError
@@ -230,8 +227,7 @@ class PluginHost:
 
     def distributions(self) -> list[tuple[str, str]]:
         """(distribution, version) of every loaded plugin, for run records."""
-        out = {(p.distribution, p.version or "") for p in self.plugins if p.loaded and p.distribution}
-        return sorted(out)  # type: ignore[arg-type]
+        return sorted({(p.distribution, p.version or "") for p in self.plugins if p.loaded and p.distribution})
 
     # -- typed hook facade ----------------------------------------------------
 
@@ -299,6 +295,11 @@ def plugins_toml_path() -> Path | None:
 
 def check_plugin_set(path: Path, host: PluginHost | None = None) -> list[ListedPlugin]:
     """Compare plugins.toml with what is installed (and, given a host, loaded)."""
+    import tomllib
+
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -27,10 +27,13 @@ resumed run may change.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
+import socket
 import subprocess
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -51,7 +54,8 @@ if TYPE_CHECKING:
 
 CONFIG, RUN, INFO, METRICS, COUT = "config.json", "run.json", "info.json", "metrics.json", "cout.txt"
 UID_KEY = "sslx_uid"  # the run's identity in info.json, shared with every recorder
-FINISHED = ("COMPLETED", "FAILED", "INTERRUPTED")
+PROCESS_KEY = "process"  # where in info.json the run's process is noted: host, pid, its start, the boot
+STALE_AFTER_S = 600  # a run on another machine whose heartbeat is this old is taken for dead (Sacred beats every 10 s)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -135,7 +139,25 @@ class RunFolder:
 
     @property
     def status(self) -> str | None:
-        return self.run.get("status")
+        """Sacred's status, except that a run still marked RUNNING whose
+        process is gone (killed, out of memory, the machine stopped) is
+        ``"DIED"``: on this machine when its process no longer exists, on
+        another when its heartbeat is over ``STALE_AFTER_S`` old."""
+        run = self.run
+        status = run.get("status")
+        if status in ("RUNNING", "QUEUED") and self._died(run):
+            return "DIED"
+        return status
+
+    def _died(self, run: dict[str, Any]) -> bool:
+        process = self.info.get(PROCESS_KEY) or {}
+        if process.get("host") == socket.gethostname() and process.get("boot_id") == _boot_id():
+            return _process_start(int(process.get("pid", -1))) != process.get("start")
+        beat = run.get("heartbeat") or run.get("start_time")
+        if not beat:
+            return False
+        age = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.datetime.fromisoformat(beat)
+        return age.total_seconds() > STALE_AFTER_S
 
     def uid(self) -> str:
         """The run's ``sslx_uid``, given to it (in info.json) when it was
@@ -170,6 +192,29 @@ class RunFolder:
         return True
 
 
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), None if there
+    is no such process: with the pid it names one process (pids are reused)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the command name in parentheses
+
+
+def this_process() -> dict[str, Any]:
+    """The note that lets a reader tell later whether this process still runs."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid()),
+            "boot_id": _boot_id()}
+
+
 def find_runs(paths: Iterable[Path]) -> list[RunFolder]:
     """The run folders named by ``paths``: each a run folder, or a file store
     whose numbered run folders are all taken (in number order)."""
@@ -198,16 +243,28 @@ def list_runs(store: Path) -> list[RunFolder]:
 # resuming: what may change
 
 
-# Trainer settings a continued run may change: how long it trains, how it uses the machine, how often it
-# logs, checkpoints and evaluates. Everything else (the method, the data, the optimizer's settings, the
-# schedule) shapes the weights: changing it would make the continuation a different experiment.
+# Trainer settings a continued run may change. How long it trains, how it uses the machine, and how often it
+# logs, checkpoints and evaluates leave the method as it was. The learning-rate schedule and gradient clipping
+# change how training goes on from the checkpoint's weights, which is what a run that diverged needs (resume
+# it from its last good checkpoint with a lower trainer.lr); the change is recorded in the new run's config.
+# Everything else (the method, the data, the model, the optimizer's kind, momentum and weight decay, the
+# batch) would make the continuation a different experiment than the weights it starts from.
 RESUMABLE_CHANGES = frozenset({"epochs", "max_steps", "num_workers", "threads", "progress", "log_every",
-                               "checkpoint_every", "eval_every", "eval_batch_size", "device", "sync_batchnorm"})
+                               "checkpoint_every", "eval_every", "eval_batch_size", "device", "sync_batchnorm",
+                               "lr", "warmup_steps", "schedule", "final_lr_ratio", "grad_clip"})
 
 
-def check_resumable(config: dict[str, Any], saved: dict[str, Any], run_dir: Path) -> None:
+def check_resumable(config: dict[str, Any], saved: dict[str, Any], run_dir: Path, status: str | None = None) -> None:
     """Raise a UserError naming every setting in which ``config`` differs from
-    the ``saved`` config of the checkpoint it would continue."""
+    the ``saved`` config of the checkpoint it would continue, or when the run
+    (of ``status``) completed and ``config`` gives it no more steps."""
+    if status == "COMPLETED" and all(config["trainer"].get(k) == saved.get("trainer", {}).get(k)
+                                     for k in ("epochs", "max_steps")):
+        raise UserError(
+            f"cannot resume {run_dir}: it COMPLETED all its training steps, so there is nothing to continue. Give "
+            f"it more steps (`sslx run --resume {run_dir} --set trainer.max_steps=N`, or trainer.epochs), or "
+            f"evaluate it again with `sslx eval {run_dir} --protocol NAME`."
+        )
     diffs = []
     for key in sorted(set(config) | set(saved)):
         if key == "trainer":
@@ -261,11 +318,29 @@ class Recording:
 
 
 class SacredRecorder:
-    """The trainer's :class:`~sslx.engine.trainer.Recorder`, writing to a Sacred run."""
+    """The trainer's :class:`~sslx.engine.trainer.Recorder`, writing to a Sacred run.
+
+    ``flush`` sends Sacred's heartbeat at once (metrics, info, captured
+    output to every observer), as the trainer asks after each checkpoint, so
+    a killed run's records hold every point up to its last checkpoint.
+    Sacred's own heartbeat thread goes through the same lock."""
 
     def __init__(self, run: Any, run_dir: Path):
         self._run = run
         self.run_dir: Path | None = run_dir
+        self._lock = threading.Lock()
+        beat = run._emit_heartbeat
+
+        def locked_beat() -> None:
+            with self._lock:
+                beat()
+
+        self._beat = locked_beat
+        if getattr(run, "_heartbeat", None) is not None:
+            run._heartbeat.func = locked_beat  # the timer thread calls its func at every beat
+
+    def flush(self) -> None:
+        self._beat()
 
     def log_scalar(self, name: str, value: float, step: int) -> None:
         self._run.log_scalar(name, float(value), step)
@@ -288,6 +363,18 @@ def _sacred() -> Any:
     sacred.SETTINGS.DISCOVER_DEPENDENCIES = "none"
     sacred.SETTINGS.CAPTURE_MODE = "sys"
     return sacred
+
+
+def _file_store(sacred: Any) -> type:
+    """Sacred's file store, writing each record atomically (a kill never
+    leaves a torn run.json, info.json or metrics.json)."""
+    from sacred.serializer import flatten
+
+    class FileStore(sacred.observers.FileStorageObserver):
+        def save_json(self, obj: Any, filename: str) -> None:
+            write_json(Path(self.dir) / filename, flatten(obj))
+
+    return FileStore
 
 
 def _logger() -> logging.Logger:
@@ -315,8 +402,8 @@ def _versions(host: PluginHost) -> dict[str, Any]:
 
     import sslx
 
-    return {
-        "versions": {"sslx": sslx.__version__, "torch": torch.__version__, **dict(host.distributions())},
+    return {  # str(): torch's version is a str subclass that Sacred would pickle into a 14 KB object
+        "versions": {"sslx": sslx.__version__, "torch": str(torch.__version__), **dict(host.distributions())},
         "plugins": [p.as_dict() for p in host.plugins if p.loaded],
     }
 
@@ -356,7 +443,7 @@ class _Session:
                 ex.add_package_dependency(dist, version.split("+")[0])
             except ValueError:
                 pass
-        files = sacred.observers.FileStorageObserver(str(recording.runs_dir))
+        files = _file_store(sacred)(str(recording.runs_dir))
         ex.observers.append(files)
         ex.observers.extend(observers)
         return cls(ex, files, observers, what)
@@ -368,26 +455,50 @@ class _Session:
         :class:`RunFailed`."""
         from sslx.engine.launch import note_run_dir
 
+        sacred_run: list[Any] = []
+
         @self.ex.main
         def main(_run: Any) -> Any:
-            note_run_dir(Path(self.files.dir))  # for `sslx run --nproc`, should this process die unrecorded
+            sacred_run.append(_run)
+            run_dir = self._dir()
+            assert run_dir is not None, "Sacred's file store makes the run's folder before the run starts"
+            note_run_dir(run_dir)  # for `sslx run --nproc`, should this process die unrecorded
             _run.info.update(info)
+            recorder = SacredRecorder(_run, run_dir)
             try:
-                return body(_run, SacredRecorder(_run, Path(self.files.dir)))
+                return body(_run, recorder)
             except BaseException as exc:
                 _run.info["failure"] = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
                 raise
+            finally:
+                recorder.flush()  # every point now, from this thread: Sacred's last beat may come late
+
+        def last_beat_written() -> None:
+            """Sacred waits at most 2 s for its heartbeat thread's last beat
+            before recording the end: wait for it here, so that nothing writes
+            the run's records after this module's own last word."""
+            beat = getattr(sacred_run[0], "_heartbeat", None) if sacred_run else None
+            if beat is not None:
+                beat.join(timeout=120)
 
         options = {"--name": name, "--capture": "sys", **({"--comment": comment} if comment else {})}
         try:
             run = self.ex.run(options=options)
         except BaseException as exc:
-            run_dir = Path(self.files.dir) if self.files.dir else Path(self.files.basedir)
+            last_beat_written()
+            run_dir = self._dir()
             status = "INTERRUPTED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-            reports = self._finish(run_dir if self.files.dir else None)
-            raise RunFailed(RunRecord(run_dir.name, run_dir, status, None, self.what, reports), exc) from exc
-        reports = self._finish(Path(self.files.dir))
-        return RunRecord(str(run._id), Path(self.files.dir), run.status, run.result, self.what, reports)
+            reports = self._finish(run_dir)
+            where = run_dir or Path(str(self.files.basedir))
+            raise RunFailed(RunRecord(where.name, where, status, None, self.what, reports), exc) from exc
+        last_beat_written()
+        run_dir = self._dir()
+        assert run_dir is not None
+        return RunRecord(str(run._id), run_dir, str(run.status), run.result, self.what, self._finish(run_dir))
+
+    def _dir(self) -> Path | None:
+        """The run's folder, once the file store has made it."""
+        return Path(str(self.files.dir)) if self.files.dir else None
 
     def _finish(self, run_dir: Path | None) -> list[RecorderReport]:
         """Let each plugin observer end its work; keep what it reports in the
@@ -424,6 +535,7 @@ def record_run(
     session = _Session.new(recording, host, "Run")
     info: dict[str, Any] = {
         UID_KEY: recording.uid,
+        PROCESS_KEY: this_process(),
         **_versions(host),
         "components": _components((kind, ci) for kind, (ci, _) in exp.components.items()),
     }
@@ -482,7 +594,7 @@ def record_evaluation(
     recording = Recording(new_uid(), run_name, config, Path(runs_dir) if runs_dir else source.path.parent,
                           dict(options or {}))
     session = _Session.new(recording, host, "Evaluation run")
-    info = {UID_KEY: recording.uid, **_versions(host), "evaluates": evaluates,
+    info = {UID_KEY: recording.uid, PROCESS_KEY: this_process(), **_versions(host), "evaluates": evaluates,
             "components": _components([("evaluator", job.evaluator[0]),
                                        *((k, ci) for k, (ci, _) in job.exp.components.items())])}
     return session.run(lambda _run, recorder: job.run(recorder), info, run_name, comment)

@@ -54,6 +54,11 @@ class ComponentInfo:
     cls: type[Component]
     provenance: Provenance
 
+    def build(self, *args: Any) -> Any:
+        """An instance: ``cls(params, *context)`` (what the arguments are depends on the kind)."""
+        cls: Any = self.cls
+        return cls(*args)
+
     @property
     def description(self) -> str:
         doc = inspect.getdoc(self.cls) or ""
@@ -77,7 +82,7 @@ def params_of(model: type[BaseModel]) -> list[ParamInfo]:
         ParamInfo(
             name=name,
             type=_type_name(f.annotation),
-            default=f.default if f.default_factory is None else f.default_factory(),
+            default=f.get_default(call_default_factory=True),
             description=f.description or "",
             required=f.is_required(),
         )

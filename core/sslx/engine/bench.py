@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import resource
 import time
-from typing import Any
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,7 +29,10 @@ import sslx
 from sslx.components import Batch
 from sslx.config import ResolvedExperiment
 from sslx.engine.data import ViewDataset
-from sslx.engine.trainer import MemoryRecorder, build, make_optimizer, pick_device, seed_everything, train
+from sslx.engine.trainer import MemoryRecorder, build, make_optimizer, pick_device, seed_everything, to_device, train
+
+if TYPE_CHECKING:
+    from sslx.plugins import PluginHost
 
 
 class StepClock:
@@ -36,7 +40,7 @@ class StepClock:
     the steps in ``sync_at`` (a timed span's ends) it first waits for the
     GPU, so the span holds the work queued in it; other steps never wait."""
 
-    def __init__(self, sync_at: set[int] = frozenset()) -> None:
+    def __init__(self, sync_at: Collection[int] = ()) -> None:
         self.sync_at = sync_at
         self.times: list[float] = []
 
@@ -60,8 +64,7 @@ def model_only(exp: ResolvedExperiment, seconds: float, warmup: int) -> tuple[fl
     seed_everything(exp.seed)
     device = pick_device(t.device)
     parts = build(exp)
-    layout = torch.channels_last if t.channels_last else torch.contiguous_format
-    objective = parts.objective.to(device, memory_format=layout).train()
+    objective = to_device(parts.objective, device, t.channels_last).train()
     optimizer = make_optimizer(objective, t)
     shape = ViewDataset(parts.dataset.split("train"), parts.sampler, parts.augmentation).__getitems__(
         [(i, i) for i in range(t.batch_size // parts.sampler.group_size)])
@@ -88,7 +91,7 @@ def model_only(exp: ResolvedExperiment, seconds: float, warmup: int) -> tuple[fl
                     return timed / (time.perf_counter() - start), timed
 
 
-def end_to_end(exp: ResolvedExperiment, host: Any, steps: int, warmup: int) -> float:
+def end_to_end(exp: ResolvedExperiment, host: PluginHost, steps: int, warmup: int) -> float:
     """Steps per second of the real trainer over ``steps`` steps after ``warmup``."""
     from sslx.config import apply_overrides, resolve
 
@@ -104,7 +107,7 @@ def end_to_end(exp: ResolvedExperiment, host: Any, steps: int, warmup: int) -> f
     return steps / (clock.times[-1] - clock.times[warmup - 1])
 
 
-def bench(exp: ResolvedExperiment, host: Any, seconds: float = 20.0, warmup: int = 5) -> dict[str, Any]:
+def bench(exp: ResolvedExperiment, host: PluginHost, seconds: float = 20.0, warmup: int = 5) -> dict[str, Any]:
     """Measure ``exp`` for about ``seconds`` in all (see the module docstring)."""
     t = exp.trainer
     device = pick_device(t.device)
@@ -113,7 +116,7 @@ def bench(exp: ResolvedExperiment, host: Any, seconds: float = 20.0, warmup: int
     model_rate, timed = model_only(exp, seconds / 2, warmup)
     data_rate = end_to_end(exp, host, max(5, timed), warmup)
     sampler, params = exp.components["sampler"]
-    views = t.batch_size * sampler.cls(params).num_views
+    views = t.batch_size * sampler.build(params).num_views
     if device.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "device (CUDA max allocated)"
     else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,7 +106,7 @@ def worker_user_error(exc: UserError) -> UserError:
     return exc
 
 
-def _identity(batch: Batch) -> Batch:
+def _identity(batch: Any) -> Any:
     return batch
 
 
@@ -162,9 +163,10 @@ class DeviceBatches:
         if batched is None or not sampler.views_of_one_image or sampler.group_size != 1:
             missing = (f"augmentation {augmentation.name!r} has no batched path" if batched is None else
                        f"sampler {sampler.name!r} does not make plain views of one image")
-            raise UserError(f"trainer.augment_on_device needs an augmentation with a batched path (simclr, mocov2, "
-                            f"multicrop) and a sampler whose samples are views of one image (crops), but {missing}: "
-                            f"change it, or set trainer.augment_on_device to false.")
+            raise UserError(f"trainer.augment_on_device needs an augmentation with a batched path and a sampler whose "
+                            f"samples are views of one image (`sslx describe augmentation NAME` and `sslx describe "
+                            f"sampler NAME` say whether one has), but {missing}: change it, or set "
+                            f"trainer.augment_on_device to false.")
         if split.info.image_size is None:
             raise UserError("trainer.augment_on_device keeps the images in one tensor, so they must all have one size; "
                             "this dataset's vary: set trainer.augment_on_device to false.")
@@ -178,13 +180,13 @@ class DeviceBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         generator = torch.Generator(self.device)
-        shape = tuple(self.images.shape[1:])
+        c, h, w = self.images.shape[1:]
         for keys in self.whole:
             index = torch.tensor([i for i, _ in keys[self.mine]])
             images = self.images[index.to(self.device)]
             views = []
             for v in range(self.num_views):
                 generator.manual_seed(derive_seed(keys[0][1], v))
-                params = self.batched.draw(v, len(keys), shape, generator)  # type: ignore[arg-type]
+                params = self.batched.draw(v, len(keys), (c, h, w), generator)
                 views.append(self.batched.apply(v, images, {k: p[self.mine] for k, p in params.items()}))
             yield Batch(views=views, index=index, label=self.labels[index])

@@ -7,9 +7,10 @@ a checkpoint file alone) is enough to rebuild its encoder exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import torch
 
@@ -18,14 +19,26 @@ from sslx.components import Params
 from sslx.config import ResolvedExperiment, apply_overrides, resolve, resolve_component
 from sslx.errors import UserError
 from sslx.registry import ComponentInfo
-from sslx.engine.trainer import Parts, Recorder, build, eval_context, pick_device, run_evaluators, seed_everything
+from sslx.engine.trainer import (
+    Parts,
+    Recorder,
+    build,
+    eval_context,
+    pick_device,
+    run_evaluators,
+    seed_everything,
+    to_device,
+)
+
+if TYPE_CHECKING:
+    from sslx.plugins import PluginHost
 
 # Sections of the pretraining config that `sslx eval --set` may change: where the
 # data comes from, how it is viewed, and how the evaluation runs (never the model).
 EVAL_CHANGEABLE = ("dataset", "augmentation", "trainer")
 
 
-def load_trained(path: Path, host: Any, assignments: list[str] = ()) -> tuple[ResolvedExperiment, Parts, int]:
+def load_trained(path: Path, host: PluginHost, assignments: Sequence[str] = ()) -> tuple[ResolvedExperiment, Parts, int]:
     """The experiment a checkpoint was trained with (``assignments`` applied:
     ``KEY=VALUE`` strings as in ``--set``), its components, and its step; the
     encoder's weights are loaded with ``strict=True``, the rest of the
@@ -33,6 +46,13 @@ def load_trained(path: Path, host: Any, assignments: list[str] = ()) -> tuple[Re
     state = ckpt.load(path)
     if not isinstance(state, dict) or "objective" not in state or "config" not in state:
         raise UserError(f"{path}: not an sslx training checkpoint (it has no 'objective' and 'config' entries).")
+    bad = [k for k, v in ckpt.encoder_state(state).items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(
+            f"{path}: the encoder in this checkpoint holds NaN or infinite values ({len(bad)} tensors, e.g. "
+            f"{', '.join(bad[:3])}): the run diverged before it was written, so its features mean nothing. Evaluate "
+            f"an earlier checkpoint, or train again with a lower trainer.lr."
+        )
     config = apply_overrides(state["config"], list(assignments))
     exp = resolve(config, host, source=f"{path} (the config it was trained with)")
     parts = build(exp)
@@ -66,18 +86,18 @@ class EvaluationJob:
         if t.threads:
             torch.set_num_threads(t.threads)
         device = pick_device(t.device)
-        layout = torch.channels_last if t.channels_last else torch.contiguous_format
-        self.parts.objective.to(device, memory_format=layout)
+        to_device(self.parts.objective, device, t.channels_last)
         recorder.set_info("device", str(device))
         return run_evaluators([self.evaluator], eval_context(self.exp, self.parts, device), recorder, self.step)
 
 
-def prepare_evaluation(checkpoint: Path, protocol: str, assignments: list[str], host: Any) -> EvaluationJob:
+def prepare_evaluation(checkpoint: Path, protocol: str, assignments: list[str], host: PluginHost) -> EvaluationJob:
     """Validate ``protocol`` (an evaluator name) and ``assignments`` against the
     checkpoint's config and load its encoder. Assignments whose first key is a
     section in ``EVAL_CHANGEABLE`` change the pretraining config; the others
     are the evaluator's parameters."""
-    run_sets, protocol_sets = [], []
+    run_sets: list[str] = []
+    protocol_sets: list[str] = []
     for a in assignments:
         key = a.partition("=")[0].strip()
         first = key.split(".")[0]

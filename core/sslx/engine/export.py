@@ -24,12 +24,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import sslx
 from sslx.engine import checkpoint as ckpt
 from sslx.errors import UserError
 from sslx.engine.evaluation import load_trained
+
+if TYPE_CHECKING:
+    from sslx.plugins import PluginHost
 
 FORMATS = ("torchvision", "safetensors")
 
@@ -42,7 +45,7 @@ class Exported:
     load_code: str  # Python that builds `model` and loads the file into it with strict=True
 
 
-def export_backbone(run: Path, out: Path, fmt: str | None, host: Any) -> Exported:
+def export_backbone(run: Path, out: Path, fmt: str | None, host: PluginHost) -> Exported:
     """Write the encoder of ``run`` (a run folder or a checkpoint) to ``out``."""
     fmt = fmt or ("safetensors" if str(out).endswith(".safetensors") else "torchvision")
     if fmt not in FORMATS:

@@ -14,11 +14,11 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from sslx.components import (
     Dataset,
     Encoder,
     EvalContext,
+    Evaluator,
     Objective,
     ObjectiveOutput,
     PairSampler,
@@ -42,6 +43,12 @@ from sslx.components import (
 from sslx.config import ResolvedExperiment, TrainerParams
 from sslx.engine.data import DeviceBatches, ViewDataset, auto_workers, train_loader, worker_user_error
 from sslx.errors import ProcessStopped, TrainingDiverged, UserError
+
+if TYPE_CHECKING:
+    from sslx.plugins import PluginHost
+
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 class Recorder(Protocol):
@@ -54,6 +61,9 @@ class Recorder(Protocol):
     def add_artifact(self, path: Path, name: str) -> None: ...
 
     def set_info(self, key: str, value: Any) -> None: ...
+
+    def flush(self) -> None:
+        """Make everything recorded so far durable (called after each checkpoint)."""
 
 
 @dataclass
@@ -74,6 +84,9 @@ class MemoryRecorder:
     def set_info(self, key: str, value: Any) -> None:
         self.info[key] = value
 
+    def flush(self) -> None:
+        pass
+
 
 class NullRecorder:
     """The recorder of processes other than rank 0 under DDP: they keep nothing."""
@@ -89,6 +102,40 @@ class NullRecorder:
     def set_info(self, key: str, value: Any) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
+
+class History:
+    """A recorder in front of the run's recorder that keeps every metric point,
+    so that each checkpoint carries the curve up to its step: a resumed run
+    logs those points again first, and its records hold the whole curve,
+    the same as a run that never stopped."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+        self.run_dir = recorder.run_dir
+        self.points: dict[str, list[list[float]]] = {}
+
+    def log_scalar(self, name: str, value: float, step: int) -> None:
+        self.points.setdefault(name, []).append([step, float(value)])
+        self.recorder.log_scalar(name, value, step)
+
+    def add_artifact(self, path: Path, name: str) -> None:
+        self.recorder.add_artifact(path, name)
+
+    def set_info(self, key: str, value: Any) -> None:
+        self.recorder.set_info(key, value)
+
+    def flush(self) -> None:
+        self.recorder.flush()
+
+    def replay(self, points: dict[str, list[list[float]]]) -> None:
+        """Log the points a checkpoint carries (the runs this one continues)."""
+        for name, series in points.items():
+            for step, value in series:
+                self.log_scalar(name, value, int(step))
+
 
 @dataclass
 class RunHandle:
@@ -96,10 +143,7 @@ class RunHandle:
 
     config: dict[str, Any]
     recorder: Recorder
-
-    @property
-    def run_dir(self) -> Path | None:
-        return self.recorder.run_dir
+    run_dir: Path | None = None
 
     def log_scalar(self, name: str, value: float, step: int) -> None:
         self.recorder.log_scalar(name, value, step)
@@ -166,7 +210,8 @@ def lr_at(t: TrainerParams, step: int, total: int) -> float:
 
 def make_optimizer(model: torch.nn.Module, t: TrainerParams) -> torch.optim.Optimizer:
     """Weight decay on weights only: biases and normalisation parameters are exempt."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -174,6 +219,12 @@ def make_optimizer(model: torch.nn.Module, t: TrainerParams) -> torch.optim.Opti
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, fused=t.fused_optimizer or None)
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.momentum, 0.999), fused=t.fused_optimizer or None)
+
+
+def to_device(module: M, device: torch.device, channels_last: bool) -> M:
+    """``module`` on ``device``, its 4-d weights in channels-last layout when asked."""
+    module = module.to(device)
+    return module.to(memory_format=torch.channels_last) if channels_last else module
 
 
 def embedding_std(embeddings: torch.Tensor) -> float:
@@ -186,15 +237,15 @@ def embedding_std(embeddings: torch.Tensor) -> float:
 def build(exp: ResolvedExperiment) -> Parts:
     """Instantiate the components of an experiment (on the CPU)."""
     info, params = exp.components["dataset"]
-    dataset: Dataset = info.cls(params)  # type: ignore[call-arg]
+    dataset: Dataset = info.build(params)
     split = dataset.split("train")
     info, params = exp.components["augmentation"]
-    augmentation: Augmentation = info.cls(params, split.info)  # type: ignore[call-arg]
+    augmentation: Augmentation = info.build(params, split.info)
     info, params = exp.components["sampler"]
-    sampler: PairSampler = info.cls(params)  # type: ignore[call-arg]
+    sampler: PairSampler = info.build(params)
     views_info = replace(split.info, channels=augmentation.out_channels)
     info, params = exp.components["encoder"]
-    encoder: Encoder = info.cls(params, views_info)  # type: ignore[call-arg]
+    encoder: Encoder = info.build(params, views_info)
     steps = total_steps(exp.trainer, len(split), sampler.group_size)
     train_info = TrainInfo(
         data=views_info,
@@ -205,7 +256,7 @@ def build(exp: ResolvedExperiment) -> Parts:
         group_size=sampler.group_size,
     )
     info, params = exp.components["objective"]
-    objective: Objective = info.cls(params, encoder, train_info)  # type: ignore[call-arg]
+    objective: Objective = info.build(params, encoder, train_info)
     return Parts(dataset, augmentation, sampler, encoder, objective, len(split), steps)
 
 
@@ -238,7 +289,7 @@ def run_evaluators(
     ctx.artifacts_dir = Path(tempfile.mkdtemp(prefix="sslx-eval-"))
     try:
         for info, params in evaluators:
-            for name, value in info.cls(params).evaluate(ctx).items():  # type: ignore[call-arg]
+            for name, value in info.build(params).evaluate(ctx).items():
                 metrics[f"eval.{name}"] = float(value)
                 recorder.log_scalar(f"eval.{name}", float(value), step)
         if keep_files:
@@ -275,7 +326,8 @@ def _graceful_interrupt(enabled: bool = True) -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _state(step: int, parts: Parts, optimizer: torch.optim.Optimizer, exp: ResolvedExperiment) -> dict[str, Any]:
+def _state(step: int, parts: Parts, optimizer: torch.optim.Optimizer, exp: ResolvedExperiment, history: History,
+           window: _Window) -> dict[str, Any]:
     rng: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -287,7 +339,19 @@ def _state(step: int, parts: Parts, optimizer: torch.optim.Optimizer, exp: Resol
         "optimizer": optimizer.state_dict(),
         "rng": rng,
         "config": exp.config,
+        "metrics": {name: [list(p) for p in series] for name, series in history.points.items()},
+        "window": {"loss_sum": window.loss_sum.detach().cpu(), "steps": window.steps},
     }
+
+
+@dataclass
+class _Window:
+    """The steps since the last logged ``train.loss``: their summed loss (on
+    the device) and count. A checkpoint keeps it, so a resumed run logs the
+    same mean as a run that never stopped, whatever step it resumed at."""
+
+    loss_sum: torch.Tensor
+    steps: int = 0
 
 
 # ----------------------------------------------------------------------------
@@ -296,7 +360,7 @@ def _state(step: int, parts: Parts, optimizer: torch.optim.Optimizer, exp: Resol
 
 def train(
     exp: ResolvedExperiment,
-    host: Any,
+    host: PluginHost,
     recorder: Recorder,
     resume_from: Path | None = None,
 ) -> dict[str, float]:
@@ -329,31 +393,70 @@ def _wrap(objective: Objective, device: torch.device) -> torch.nn.Module:
 
 
 class _Divergence:
-    """The first step whose loss was not finite, noted on the device without
-    waiting for it (the step never synchronises with the host); ``check``
-    reads it back where the host looks anyway (logging, checkpoints,
-    evaluations, the end) and stops the run before a diverged model is saved."""
+    """Stops a run before a diverged model is kept.
 
-    def __init__(self, t: TrainerParams, total_steps: int, device: torch.device):
-        self.t, self.total_steps = t, total_steps
+    The first step whose loss was not finite is noted on the device without
+    waiting for it (the step never synchronises with the host). ``check``
+    reads it back where the host looks anyway (logging, checkpoints,
+    evaluations, the end) and also checks every parameter, buffer and
+    optimizer state for non-finite values, which a diverging model can hold
+    (BatchNorm's running variance, say) while its loss is still finite. A
+    checkpoint is written only after ``check`` passed, so the last one on
+    disk is always finite."""
+
+    def __init__(self, t: TrainerParams, total_steps: int, device: torch.device, run_dir: Path | None):
+        self.t, self.total_steps, self.run_dir = t, total_steps, run_dir
         self.step = torch.full((), -1, dtype=torch.long, device=device)
         self.loss = torch.zeros((), device=device)
+        self.good_step: int | None = None  # the step of the last checkpoint written
 
     def note(self, loss: torch.Tensor, step: int) -> None:
         first = (self.step < 0) & ~torch.isfinite(loss)
         self.step = torch.where(first, step, self.step)
         self.loss = torch.where(first, loss.detach(), self.loss)
 
-    def check(self, last_path: Path | None) -> None:
-        step = int(self.step)
-        if step < 0:
-            return
-        lr = lr_at(self.t, step - 1, self.total_steps)
-        where = f"the last good checkpoint is {last_path}" if last_path and last_path.exists() else "no checkpoint had been written yet"
-        raise TrainingDiverged(
-            f"the loss became {float(self.loss)} at step {step} (learning rate {lr:.4g}), so the run stopped; "
-            f"{where}. Lower trainer.lr, add trainer.warmup_steps or trainer.grad_clip, or check the objective's parameters."
-        )
+    def check(self, step: int, objective: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Raise :class:`TrainingDiverged` if the loss was ever non-finite or
+        any state is non-finite now, at ``step``."""
+        first = int(self.step)
+        if first >= 0:
+            lr = lr_at(self.t, first - 1, self.total_steps)
+            self._stop(f"the loss became {float(self.loss)} at step {first} (learning rate {lr:.4g})", lr)
+        bad = nonfinite_state(objective, optimizer)
+        if bad:
+            lr = lr_at(self.t, step - 1, self.total_steps)
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            self._stop(f"the model became non-finite by step {step} (learning rate {lr:.4g}) while its loss was "
+                       f"still finite: {shown}", lr)
+
+    def _stop(self, what: str, lr: float) -> None:
+        if self.good_step is not None and self.run_dir is not None:
+            lower = f"{self.t.lr / 10:.3g}"
+            where = (f"the last good checkpoint (all values finite) is step {self.good_step} in {self.run_dir}: "
+                     f"continue it with a lower learning rate, `sslx run --resume {self.run_dir} --set "
+                     f"trainer.lr={lower}` (trainer.warmup_steps and trainer.grad_clip may change on resume too)")
+        else:
+            where = ("no checkpoint had been written yet: start again with a lower trainer.lr, or more "
+                     "trainer.warmup_steps or a trainer.grad_clip")
+        raise TrainingDiverged(f"{what}, so the run stopped; {where}. If a lower learning rate does not help, "
+                               f"check the objective's parameters.")
+
+
+def nonfinite_state(objective: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> list[str]:
+    """The names of the floating-point parameters, buffers and optimizer
+    states holding a NaN or an infinity (one synchronisation with the device)."""
+    named = [(k, v) for k, v in objective.state_dict().items() if v.is_floating_point()]
+    if optimizer is not None:
+        names = {id(p): n for n, p in objective.named_parameters()}
+        named += [(f"optimizer state {key} of {names.get(id(p), '?')}", v)
+                  for p, state in optimizer.state.items() for key, v in state.items()
+                  if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(v).all() for _, v in named])
+    if bool(finite.all()):
+        return []
+    return [name for (name, _), ok in zip(named, finite.tolist(), strict=True) if not ok]
 
 
 def _check_split(t: TrainerParams, group_size: int, world: int) -> None:
@@ -389,7 +492,7 @@ def _stop_on_sigterm() -> Iterator[None]:
 
 
 def _train(
-    exp: ResolvedExperiment, host: Any, recorder: Recorder, resume_from: Path | None, device: torch.device,
+    exp: ResolvedExperiment, host: PluginHost, recorder: Recorder, resume_from: Path | None, device: torch.device,
 ) -> dict[str, float]:
     t = exp.trainer
     world, main = distributed.world_size(), distributed.is_main_process()
@@ -404,13 +507,14 @@ def _train(
     parts = build(exp)
     _check_split(t, parts.sampler.group_size, world)
     if distributed.is_distributed() and t.sync_batchnorm:
-        parts.objective = distributed.convert_sync_batchnorm(parts.objective, device)  # type: ignore[assignment]
-    layout = torch.channels_last if t.channels_last else torch.contiguous_format
-    objective = parts.objective.to(device, memory_format=layout).train()
+        parts.objective = cast(Objective, distributed.convert_sync_batchnorm(parts.objective, device))
+    objective = to_device(parts.objective, device, t.channels_last).train()
     optimizer = make_optimizer(objective, t)
     start_step = 0
 
     # -- 3. resume (every process reads the same checkpoint) --------------------
+    history = History(recorder)
+    window = _Window(torch.zeros((), device=device))
     if resume_from is not None:
         state = ckpt.load(resume_from)
         objective.load_state_dict(state["objective"])
@@ -420,12 +524,20 @@ def _train(
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         start_step = int(state["step"])
         recorder.set_info("resumed_at_step", start_step)
-    model = _wrap(objective, device)
+        history.replay(state.get("metrics", {}))  # the curve up to the checkpoint: these records hold it all
+        if "window" in state:
+            window = _Window(state["window"]["loss_sum"].to(device), int(state["window"]["steps"]))
+    model: Callable[[Batch], ObjectiveOutput] = _wrap(objective, device)
     if t.compile:
         model = torch.compile(model)
 
-    # -- 4. data: this process's share of each global batch ---------------------
+    # -- 4. data: this process's share of each global batch; the test split checked now, not after training --
     train_split = parts.dataset.split("train")
+    if main and exp.evaluators:  # the test split loads and every evaluator finds what it needs now, not after training
+        parts.dataset.split("test")
+        for info, params in exp.evaluators:
+            evaluator: Evaluator = info.build(params)
+            evaluator.check_data(parts.dataset)
     if t.augment_on_device:  # images kept on the device, each view made for the whole batch at once
         loader: Any = DeviceBatches(train_split, parts.sampler, parts.augmentation, t.batch_size, exp.seed, start_step,
                                     device, rank=distributed.rank(), world_size=world)
@@ -440,7 +552,7 @@ def _train(
             rank=distributed.rank(),
             world_size=world,
         )
-    run = RunHandle(exp.config, recorder)
+    run = RunHandle(exp.config, history, recorder.run_dir)
     run_dir = recorder.run_dir if main else None  # rank 0 alone writes checkpoints
     last_path = run_dir / ckpt.LAST if run_dir else None
     views_per_step = t.batch_size * parts.sampler.num_views  # global
@@ -451,6 +563,7 @@ def _train(
     if world > 1:
         recorder.set_info("distributed", {"world_size": world, "backend": distributed.backend(),
                                           "sync_batchnorm": t.sync_batchnorm, "batch_per_process": t.batch_size // world})
+    diverged = _Divergence(t, parts.total_steps, device, run_dir)
 
     def evaluate(step: int, keep_files: bool = True) -> dict[str, float]:
         """Rank 0 runs the evaluators (with the training RNG set aside, so
@@ -458,9 +571,18 @@ def _train(
         result: dict[str, float] = {}
         if main:
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                result = run_evaluators(exp.evaluators, eval_context(exp, parts, device), recorder, step, keep_files)
+                result = run_evaluators(exp.evaluators, eval_context(exp, parts, device), history, step, keep_files)
         distributed.barrier()
         return result
+
+    def checkpoint(step: int) -> None:
+        """Write the resumable checkpoint (rank 0), after every process found
+        the model finite; then make the records up to here durable."""
+        diverged.check(step, objective, optimizer)  # never save a diverged model
+        if last_path:
+            ckpt.save_atomic(_state(step, parts, optimizer, exp, history, window), last_path)
+            diverged.good_step = step
+            history.flush()
 
     # -- 5. training loop -------------------------------------------------------
     status, result = "FAILED", None
@@ -471,9 +593,7 @@ def _train(
         if t.eval_at_start and start_step == 0:  # the untrained encoder's scores: the floor to beat
             evaluate(0, keep_files=False)
         batches = iter(loader)
-        diverged = _Divergence(t, parts.total_steps, device)
-        loss_sum = torch.zeros((), device=device)
-        window, window_start = 0, time.perf_counter()
+        timed, timed_start = 0, time.perf_counter()  # steps and time since the last log: the throughput
         bar = tqdm(
             total=parts.total_steps, initial=start_step, desc="train", disable=not (t.progress and main),
             dynamic_ncols=True, mininterval=1.0,
@@ -502,53 +622,56 @@ def _train(
                     torch.nn.utils.clip_grad_norm_(objective.parameters(), t.grad_clip)
                 optimizer.step()
                 objective.on_step_end(step)
-                loss_sum += loss.detach()
-                window += 1
+                window.loss_sum += loss.detach()
+                window.steps += 1
+                timed += 1
                 host.step_finished(run, step, out, lr)
                 bar.update(1)
 
                 if step % t.log_every == 0 or step == parts.total_steps:
-                    diverged.check(last_path)
+                    diverged.check(step, objective, optimizer)
                     now = time.perf_counter()
                     names = list(out.metrics)
                     # one collective for the loss and the method's metrics: their mean over the processes
                     values = distributed.mean_across_processes(torch.stack(
-                        [loss_sum / window, *(torch.as_tensor(out.metrics[n], device=device).float().reshape(()) for n in names)]))
+                        [window.loss_sum / window.steps,
+                         *(torch.as_tensor(out.metrics[n], device=device).float().reshape(()) for n in names)]))
                     std = embedding_std(distributed.gather_no_grad(out.embeddings)) if out.embeddings is not None else None
                     mean_loss = float(values[0])
-                    recorder.log_scalar("train.loss", mean_loss, step)
-                    recorder.log_scalar("train.lr", lr, step)
-                    recorder.log_scalar("train.views_per_s", views_per_step * window / (now - window_start), step)
+                    history.log_scalar("train.loss", mean_loss, step)
+                    history.log_scalar("train.lr", lr, step)
+                    history.log_scalar("train.views_per_s", views_per_step * timed / (now - timed_start), step)
                     if std is not None:
-                        recorder.log_scalar("collapse.embedding_std", std, step)
+                        history.log_scalar("collapse.embedding_std", std, step)
                     for name, value in zip(names, values[1:].tolist(), strict=True):
-                        recorder.log_scalar(f"train.{name}", value, step)
+                        history.log_scalar(f"train.{name}", value, step)
                     bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.3g}")
-                    loss_sum.zero_()
-                    window, window_start = 0, now
-                if last_path and (step % t.checkpoint_every == 0 or stop["stop"]) and step != parts.total_steps:
-                    diverged.check(last_path)  # never save a diverged model
-                    ckpt.save_atomic(_state(step, parts, optimizer, exp), last_path)
+                    window.loss_sum.zero_()
+                    window.steps = 0
+                    timed, timed_start = 0, now
+                if t.eval_every and step % t.eval_every == 0 and step != parts.total_steps:
+                    diverged.check(step, objective, optimizer)
+                    evaluate(step, keep_files=False)
+                if (step % t.checkpoint_every == 0 or stop["stop"]) and step != parts.total_steps:
+                    checkpoint(step)
                 if stop["stop"]:
                     break
-                if t.eval_every and step % t.eval_every == 0 and step != parts.total_steps:
-                    diverged.check(last_path)
-                    evaluate(step, keep_files=False)
         del batches
-        diverged.check(last_path)
+        diverged.check(current, objective, optimizer)
         recorder.set_info("train_seconds", round(time.perf_counter() - train_start, 3))
         if stop["stop"]:
             status = "INTERRUPTED"
             raise KeyboardInterrupt
 
-        # -- 6. evaluation ------------------------------------------------------
-        result = evaluate(parts.total_steps)
-
-        # -- 7. the final checkpoint as an artifact -------------------------------
+        # -- 6. the final checkpoint, kept as the run's artifact before any evaluator can fail ----------
+        checkpoint(parts.total_steps)
         if last_path:
-            ckpt.save_atomic(_state(parts.total_steps, parts, optimizer, exp), last_path)
-            recorder.add_artifact(last_path, ckpt.FINAL)
+            history.add_artifact(last_path, ckpt.FINAL)
             last_path.unlink()
+            history.flush()
+
+        # -- 7. evaluation: `sslx run --resume` or `sslx eval` finishes a run that failed here ------------
+        result = evaluate(parts.total_steps)
         status = "COMPLETED"
         return result
     except KeyboardInterrupt:

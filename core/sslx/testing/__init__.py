@@ -28,7 +28,7 @@ import math
 import pickle
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from sslx.components import (
     TrainInfo,
 )
 from sslx.errors import UserError
+
+if TYPE_CHECKING:
+    from sslx.plugins import PluginHost
 
 __all__ = ["PixelViews", "check_augmentation", "check_component", "check_dataset", "check_encoder",
            "check_evaluator", "check_objective", "check_sampler", "conformance", "random_batch", "run_experiment",
@@ -392,7 +395,7 @@ def check_encoder(encoder: Encoder, data: DataInfo, batch_size: int = 4, size: i
     params = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad]
     missing = [n for n, p in params if p.grad is None]
     assert not missing, f"{who}: parameters without a gradient from the output: {missing[:5]}"
-    assert all(torch.isfinite(p.grad).all() for _, p in params), f"{who}: non-finite gradients"
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for _, p in params), f"{who}: non-finite gradients"
     encoder.zero_grad(set_to_none=True)
     stages = tuple(encoder.stages)
     assert stages, f"{who}: declare its stages (names of the layers forward_stages returns)"
@@ -451,34 +454,35 @@ def conformance(kind: str, cls: type[Component], params: dict[str, Any] | None =
     from sslx.testing.tinyparts import TinyEncoder, TinyImages, TinyPairs, TinyViews
 
     check_component(cls, kind)
+    build: Any = cls  # called with its kind's arguments, checked by check_component
     p = cls.Params(**(params or {}))
     data = TinyImages(TinyImages.Params())
     split = data.split("train")
     views_of = TinyViews(TinyViews.Params(), split.info)
     if kind == "dataset":
-        check_dataset(cls(p))  # type: ignore[call-arg]
+        check_dataset(build(p))
     elif kind == "augmentation":
-        check_augmentation(cls(p, split.info), split)  # type: ignore[call-arg]
+        check_augmentation(build(p, split.info), split)
     elif kind == "sampler":
-        check_sampler(cls(p), split, views_of)  # type: ignore[call-arg]
+        check_sampler(build(p), split, views_of)
     elif kind == "encoder":
-        check_encoder(cls(p, split.info), split.info)  # type: ignore[call-arg]
+        check_encoder(build(p, split.info), split.info)
     elif kind == "evaluator":
-        check_evaluator(cls(p), tiny_context(data))  # type: ignore[call-arg]
+        check_evaluator(build(p), tiny_context(data))
     elif kind == "objective":
         batch = ViewDataset(split, TinyPairs(TinyPairs.Params(views=views)), views_of).__getitems__(
             [(i, 7 + i) for i in range(8)])
         info = TrainInfo(data=split.info, num_views=views, batch_size=8, total_steps=10, dataset_size=len(split))
 
         def make() -> Objective:
-            return cls(p, TinyEncoder(TinyEncoder.Params(), split.info), info)  # type: ignore[call-arg]
+            return build(p, TinyEncoder(TinyEncoder.Params(), split.info), info)
 
         check_objective(make, batch)
     else:
         raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
 
 
-def run_experiment(config: dict[str, Any], host: Any, steps: int = 3) -> Any:
+def run_experiment(config: dict[str, Any], host: PluginHost, steps: int = 3) -> Any:
     """Resolve an experiment dict (the schema of experiments/*.json) on
     ``host`` and train it in this process for ``steps`` steps, evaluators at
     the end, writing no records; returns the

@@ -33,9 +33,12 @@ Example, in a plugin's tests::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from sslx.plugins import PluginHost
 
 
 @pytest.fixture
@@ -50,10 +53,10 @@ def sslx_host() -> Any:
 
 
 @pytest.fixture
-def sslx_register(sslx_host: Any) -> Callable[..., Any]:
+def sslx_register(sslx_host: PluginHost) -> Callable[..., Any]:
     """``sslx_register(obj, name=None)``: register a plugin on ``sslx_host`` for this test."""
     def register(obj: Any, name: str | None = None) -> Any:
-        return sslx_host.add_plugin(obj, name or getattr(obj, "__name__", type(obj).__name__))
+        return sslx_host.add_plugin(obj, name or str(getattr(obj, "__name__", type(obj).__name__)))
 
     return register
 
@@ -67,11 +70,11 @@ def sslx_tiny_dataset() -> Any:
 
 
 @pytest.fixture
-def sslx_run(sslx_host: Any) -> Callable[..., Any]:
+def sslx_run(sslx_host: PluginHost) -> Callable[..., Any]:
     """``sslx_run(config, steps=3, host=None)``: train an experiment dict in-process, no records."""
     from sslx.testing import run_experiment
 
-    def run(config: dict[str, Any], steps: int = 3, host: Any = None) -> Any:
+    def run(config: dict[str, Any], steps: int = 3, host: PluginHost | None = None) -> Any:
         return run_experiment(config, host or sslx_host, steps)
 
     return run

@@ -20,6 +20,7 @@ from torch import nn
 
 from sslx.components import (
     ArraySplit,
+    Batch,
     Augmentation,
     DataInfo,
     Dataset,
@@ -53,6 +54,7 @@ class TinyImages(Dataset):
 
     name = "tiny_images"
     Params = TinyImagesParams
+    params: TinyImagesParams
 
     def split(self, name: str) -> ArraySplit:
         if name not in ("train", "test"):
@@ -98,6 +100,7 @@ class TinyViews(Augmentation):
 
     name = "tiny_views"
     Params = TinyViewsParams
+    params: TinyViewsParams
 
     def __init__(self, params: TinyViewsParams, data: DataInfo):
         super().__init__(params, data)
@@ -143,6 +146,7 @@ class TinyPairs(PairSampler):
 
     name = "tiny_pairs"
     Params = TinyPairsParams
+    params: TinyPairsParams
 
     @property
     def num_views(self) -> int:
@@ -163,6 +167,7 @@ class TinyEncoder(Encoder):
 
     name = "tiny_encoder"
     Params = TinyEncoderParams
+    params: TinyEncoderParams
     stages = ("block1", "block2")
 
     def __init__(self, params: TinyEncoderParams, data: DataInfo):
@@ -196,13 +201,14 @@ class TinyInfoNCE(Objective):
 
     name = "tiny_infonce"
     Params = TinyInfoNCEParams
+    params: TinyInfoNCEParams
 
     def __init__(self, params: TinyInfoNCEParams, encoder: Encoder, info: TrainInfo):
         super().__init__(params, encoder, info)
         self.require_views(2)
         self.head = nn.Linear(encoder.out_dim, params.dim)
 
-    def forward(self, batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, batch: Batch) -> ObjectiveOutput:
         b = len(batch)
         z = F.normalize(self.head(self.encoder(torch.cat(batch.views))).float(), dim=1)
         logits = z @ z.T / self.params.temperature
