@@ -9,7 +9,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 PLUGIN_ARGS = $$($(PY) -c 'import tomllib; print(" ".join("-e " + p["path"] for p in tomllib.load(open("plugins.toml", "rb"))["plugin"]))')
 
-.PHONY: setup data espeak fashion-mnist run test chromium test-browser
+.PHONY: setup data espeak fashion-mnist run lint test chromium test-browser
 
 setup: $(STAMP) data
 
@@ -54,8 +54,15 @@ fashion-mnist:
 run: setup
 	$(VENV)/bin/sslx run experiments/moco.json
 
-test: setup
-	$(PY) -m pytest
+# Lint (ruff), format check and types (mypy) first: seconds, and a failure there needs no test run to be seen.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# The suite on every core (pytest-xdist); each worker trains with one thread (conftest.py).
+test: setup lint
+	$(PY) -m pytest -n auto
 
 # The browser test: Omniboard (installed with npm on first use) over a SecantusDB server, screenshotted by
 # headless Debian chromium; not part of `make test`.

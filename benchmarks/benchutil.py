@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from sslx.config import apply_overrides, read_experiment, resolve
-from sslx.records import RunRecord, record_run
 from sslx.engine.trainer import MemoryRecorder, build, eval_context, run_evaluators, seed_everything, train
+from sslx.records import RunRecord, record_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,8 +35,10 @@ def hardware() -> str:
 
 def seconds_per_step(host, experiment: Path, steps: int = 40) -> float:
     """The trainer's own views/s over the second half of a short run."""
-    raw = apply_overrides(read_experiment(experiment), [f"trainer.max_steps={steps}", "trainer.progress=false",
-                                                        f"trainer.log_every={steps // 2}", "evaluators=[]"])
+    raw = apply_overrides(
+        read_experiment(experiment),
+        [f"trainer.max_steps={steps}", "trainer.progress=false", f"trainer.log_every={steps // 2}", "evaluators=[]"],
+    )
     exp = resolve(raw, host)
     rec = MemoryRecorder()
     train(exp, host, rec)
@@ -46,15 +48,18 @@ def seconds_per_step(host, experiment: Path, steps: int = 40) -> float:
     return views_per_step / views_per_s
 
 
-def train_for_budget(host, experiment: Path, budget: float, runs_dir: Path, name: str,
-                     sets: list[str] = ()) -> tuple[RunRecord, int]:
+def train_for_budget(
+    host, experiment: Path, budget: float, runs_dir: Path, name: str, sets: list[str] = ()
+) -> tuple[RunRecord, int]:
     """Train a shipped experiment (with ``sets`` applied) for about ``budget``
     seconds: a short calibration run measures the step time, then the
     schedule (warm-up and cosine decay) is sized to the budget. Returns the
     recorded run and its steps."""
     steps = max(10, int(budget / seconds_per_step(host, experiment)))
-    raw = apply_overrides(read_experiment(experiment), [f"trainer.max_steps={steps}", "trainer.epochs=1000",
-                                                        "trainer.progress=false", *sets])
+    raw = apply_overrides(
+        read_experiment(experiment),
+        [f"trainer.max_steps={steps}", "trainer.epochs=1000", "trainer.progress=false", *sets],
+    )
     exp = resolve(raw, host, source=str(experiment))
     return record_run(exp, host, runs_dir=runs_dir, name=name, experiment_file=experiment), steps
 

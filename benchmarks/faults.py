@@ -18,7 +18,12 @@ same experiment:
 
 Kinds: `train` kills at a uniformly random time of the training phase,
 `eval` at a uniformly random time of the final evaluation (after the final
-checkpoint). `python benchmarks/faults.py --trials 10` prints JSON and writes
+checkpoint). `db` kills the MongoDB-wire server (a real SecantusDB process) a
+run records to (`--mongo`) at a random moment of the run and starts it again
+on the same port after a random pause; then, if the run said the database
+does not hold all of it, `sslx sync` completes it, and a second sync must
+change nothing: points lost and duplicates are counted in the database
+against the run's file store. `python benchmarks/faults.py --trials 10` prints JSON and writes
 a dated table into docs/reliability.md. The test suite drives the same
 harness with kills at chosen steps (`tests/test_faults.py`).
 """
@@ -43,10 +48,22 @@ REPO = Path(__file__).resolve().parent.parent
 EXPERIMENT = REPO / "experiments" / "moco.json"
 SSLX = str(Path(sys.executable).parent / "sslx")
 # The demo method, shrunk to a few seconds of training with checkpoints, logs and an evaluation worth killing in.
-SETS = ["dataset.train_size=1024", "dataset.test_size=2048", "encoder.width=8", "encoder.blocks=2",
-        "objective.queue_size=256", "trainer.batch_size=64", "trainer.max_steps=40", "trainer.warmup_steps=4",
-        "trainer.num_workers=0", "trainer.progress=false", "trainer.log_every=2", "trainer.checkpoint_every=5",
-        "trainer.threads=1", "evaluators.0.k=20"]
+SETS = [
+    "dataset.train_size=1024",
+    "dataset.test_size=2048",
+    "encoder.width=8",
+    "encoder.blocks=2",
+    "objective.queue_size=256",
+    "trainer.batch_size=64",
+    "trainer.max_steps=40",
+    "trainer.warmup_steps=4",
+    "trainer.num_workers=0",
+    "trainer.progress=false",
+    "trainer.log_every=2",
+    "trainer.checkpoint_every=5",
+    "trainer.threads=1",
+    "evaluators.0.k=20",
+]
 TIMED = {"train.views_per_s"}  # measurements of speed: never equal between two runs
 
 
@@ -135,14 +152,20 @@ def compare(reference: Path, resumed: Path, killed: Path | None) -> tuple[bool, 
                 problems.append(f"the killed run's records lack {name} at steps {sorted(missing)[:5]}")
         records.append(before.metrics)
     for record in records:
-        for name, series in record.items():
+        for series in record.values():
             dups += len(series["steps"]) - len(set(series["steps"]))
     return not problems, lost, dups, problems
 
 
-def trial(kind: str, reference: Path, workdir: Path, kill: Callable[[subprocess.Popen, Path], None],
-          sets: list[str] = SETS, env: dict[str, str] | None = None,
-          resume_env: dict[str, str] | None = None) -> Outcome:
+def trial(
+    kind: str,
+    reference: Path,
+    workdir: Path,
+    kill: Callable[[subprocess.Popen, Path], None],
+    sets: list[str] = SETS,
+    env: dict[str, str] | None = None,
+    resume_env: dict[str, str] | None = None,
+) -> Outcome:
     """Start the run, let ``kill(process, runs_dir)`` kill it, resume, compare."""
     from sslx.engine import checkpoint as ckpt
     from sslx.records import RunFolder
@@ -158,8 +181,9 @@ def trial(kind: str, reference: Path, workdir: Path, kill: Callable[[subprocess.
     shown_dead = RunFolder(killed).status == "DIED"
     checkpoints = [p for p in (killed / ckpt.LAST, killed / ckpt.FINAL) if p.exists()]
     step = ckpt.load(checkpoints[0])["step"] if checkpoints else None
-    where = (f"after step {step}'s checkpoint" if step is not None else "before the first checkpoint") + \
-            (", during the final evaluation" if (killed / ckpt.FINAL).exists() else "")
+    where = (f"after step {step}'s checkpoint" if step is not None else "before the first checkpoint") + (
+        ", during the final evaluation" if (killed / ckpt.FINAL).exists() else ""
+    )
     if checkpoints:
         proc = resume(killed, resume_env)
     else:
@@ -174,15 +198,15 @@ def trial(kind: str, reference: Path, workdir: Path, kill: Callable[[subprocess.
     return Outcome(kind, where, bool(checkpoints), identical and not problems, lost, dups, shown_dead, problems)
 
 
-def kill_after(delay: float, wait_for: str | None = None) -> Callable[[subprocess.Popen, Path], None]:
-    """A kill ``delay`` seconds after the run's folder holds ``wait_for``
-    (``run.json``: the run started; ``checkpoint.pt``: the final evaluation began)."""
+def kill_after(delay: float, final_checkpoint: bool = False) -> Callable[[subprocess.Popen, Path], None]:
+    """A kill ``delay`` seconds after the run was recorded as started, or
+    after its final checkpoint was kept (the final evaluation began)."""
 
     def kill(proc: subprocess.Popen, runs: Path) -> None:
         deadline = time.monotonic() + 600
-        while wait_for and proc.poll() is None and time.monotonic() < deadline:
-            run = newest_run(runs)
-            if run is not None and (run / wait_for).exists():
+        while proc.poll() is None and time.monotonic() < deadline:
+            run = newest_run(runs)  # a recorded run: the file store has begun it
+            if run is not None and (not final_checkpoint or (run / "checkpoint.pt").exists()):
                 break
             time.sleep(0.01)
         time.sleep(delay)
@@ -190,6 +214,119 @@ def kill_after(delay: float, wait_for: str | None = None) -> Callable[[subproces
             proc.send_signal(signal.SIGKILL)
 
     return kill
+
+
+class Database:
+    """A SecantusDB server in its own process on a fixed port, so that a
+    restart keeps the URL; ``kill`` is SIGKILL (nothing flushed)."""
+
+    def __init__(self, storage: Path):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.storage, self.uri, self.proc = storage, f"mongodb://127.0.0.1:{s.getsockname()[1]}/", None
+
+    def start(self) -> None:
+        import pymongo
+
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "secantus",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--storage-path",
+                str(self.storage),
+                "--log-level",
+                "ERROR",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=500)
+        try:
+            for _ in range(120):
+                try:
+                    client.admin.command("ping")
+                    return
+                except pymongo.errors.PyMongoError:
+                    time.sleep(0.25)
+            raise RuntimeError("SecantusDB did not start")
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+def db_trial(workdir: Path, delay: float, pause: float) -> Outcome:
+    """One run recorded to a database that is killed ``delay`` seconds into
+    the run and back ``pause`` seconds later; then synced if the run says so."""
+    from sslx_mongo.database import SacredDatabase, missing_parts
+    from sslx_mongo.target import MongoTarget
+
+    from sslx.records import RunFolder
+
+    db = Database(workdir / "db")
+    db.start()
+    runs = workdir / "runs"
+    try:
+        proc = start(runs, SETS, {"SSLX_MONGO_URL": db.uri}, wait=False)
+        kill_after(delay)(proc, runs)
+        db.kill()
+        time.sleep(pause)
+        db.start()
+        proc.wait(timeout=600)
+        run = newest_run(runs)
+        if proc.returncode != 0 or run is None:
+            return Outcome(
+                "db",
+                f"{delay:.1f} s into the run",
+                False,
+                False,
+                0,
+                0,
+                False,
+                [f"the run failed: {output(proc)[-500:]}"],
+            )
+        folder = RunFolder(run)
+        note = folder.info.get("mongo", {})
+        synced = note.get("status") != "ok"
+        if synced:
+            sslx(["sync", str(run), "--mongo", db.uri])
+        again = sslx(["sync", str(run), "--mongo", db.uri])
+        target = MongoTarget(db.uri)
+        database = SacredDatabase(target)
+        try:
+            run_id = database.run_id_for(folder.uid())
+            missing = missing_parts(database, run_id, folder)
+            stored = database.series(run_id) if run_id is not None else {}
+            lost = sum(
+                len(set(s["steps"]) - {p for d in stored.get(n, []) for p in d["steps"]})
+                for n, s in folder.metrics.items()
+            )
+            copies = database.runs.count_documents({"info.sslx_uid": folder.uid()})
+            dups = (
+                max(0, copies - 1)
+                + sum(len(d) - 1 for d in stored.values())
+                + sum(len(doc["steps"]) - len(set(doc["steps"])) for docs in stored.values() for doc in docs)
+            )
+        finally:
+            database.close()
+        problems = list(missing)
+        if "0 metric series and 0 artifacts written" not in output(again):
+            problems.append(f"a second sync wrote something: {output(again)[-300:]}")
+        where = f"{delay:.1f} s into the run, back after {pause:.1f} s" + (", then synced" if synced else "")
+        return Outcome("db", where, synced, not problems, lost, dups, True, problems)
+    finally:
+        db.kill()
 
 
 def reference_run(workdir: Path, sets: list[str] = SETS, env: dict[str, str] | None = None) -> Path:
@@ -207,16 +344,18 @@ def phases(reference: Path) -> tuple[float, float]:
     from sslx.records import RunFolder
 
     folder = RunFolder(reference)
-    start_time = dt.datetime.fromisoformat(folder.run["start_time"]).replace(tzinfo=dt.timezone.utc)
-    stop_time = dt.datetime.fromisoformat(folder.run["stop_time"]).replace(tzinfo=dt.timezone.utc)
-    final = dt.datetime.fromtimestamp((reference / "checkpoint.pt").stat().st_mtime, dt.timezone.utc)
+    start_time = dt.datetime.fromisoformat(folder.run["start_time"]).replace(tzinfo=dt.UTC)
+    stop_time = dt.datetime.fromisoformat(folder.run["stop_time"]).replace(tzinfo=dt.UTC)
+    final = dt.datetime.fromtimestamp((reference / "checkpoint.pt").stat().st_mtime, dt.UTC)
     return (final - start_time).total_seconds(), max(0.2, (stop_time - final).total_seconds())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=6, help="Trials of each kind (default fits 15 minutes on 2 cores).")
-    parser.add_argument("--kinds", nargs="+", default=["train", "eval"], choices=["train", "eval"])
+    parser.add_argument(
+        "--trials", type=int, default=6, help="Trials of each kind (default fits 15 minutes on 2 cores)."
+    )
+    parser.add_argument("--kinds", nargs="+", default=["train", "eval", "db"], choices=["train", "eval", "db"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="Keep the runs in this folder (default: a temporary one).")
     args = parser.parse_args()
@@ -229,11 +368,14 @@ def main() -> None:
     for i in range(args.trials):
         for kind in args.kinds:
             workdir = root / f"{kind}-{i}"
-            if kind == "train":  # the process's own start-up (imports) comes before run.json appears
-                kill = kill_after(rng.uniform(0, train_s), wait_for="run.json")
+            if kind == "db":
+                outcome = db_trial(workdir, rng.uniform(0, train_s + eval_s), rng.uniform(0.5, 5))
+            elif kind == "train":  # timed from the run's start: the process's own start-up (imports) comes before
+                kill = kill_after(rng.uniform(0, train_s))
             else:
-                kill = kill_after(rng.uniform(0, eval_s), wait_for="checkpoint.pt")
-            outcome = trial(kind, reference, workdir, kill)
+                kill = kill_after(rng.uniform(0, eval_s), final_checkpoint=True)
+            if kind != "db":
+                outcome = trial(kind, reference, workdir, kill)
             outcomes.append(outcome)
             print(json.dumps(asdict(outcome)), flush=True)
             if not args.keep:
@@ -248,8 +390,19 @@ def main() -> None:
 def summarize(outcomes: list[Outcome], train_s: float, eval_s: float, seconds: float) -> dict:
     kinds: dict[str, dict] = {}
     for o in outcomes:
-        k = kinds.setdefault(o.kind, {"trials": 0, "landed": 0, "resumed": 0, "identical": 0, "points_lost": 0,
-                                      "duplicates": 0, "shown_dead": 0, "problems": []})
+        k = kinds.setdefault(
+            o.kind,
+            {
+                "trials": 0,
+                "landed": 0,
+                "resumed": 0,
+                "identical": 0,
+                "points_lost": 0,
+                "duplicates": 0,
+                "shown_dead": 0,
+                "problems": [],
+            },
+        )
         k["trials"] += 1
         landed = o.problems != ["the kill did not land in the run"]
         k["landed"] += landed
@@ -259,8 +412,13 @@ def summarize(outcomes: list[Outcome], train_s: float, eval_s: float, seconds: f
         k["duplicates"] += o.duplicates
         k["shown_dead"] += o.shown_dead
         k["problems"] += [f"{o.killed_at}: {p}" for p in o.problems]
-    return {"kinds": kinds, "train_seconds": round(train_s, 2), "eval_seconds": round(eval_s, 2),
-            "seconds": round(seconds, 1), "command": "python benchmarks/faults.py " + " ".join(sys.argv[1:])}
+    return {
+        "kinds": kinds,
+        "train_seconds": round(train_s, 2),
+        "eval_seconds": round(eval_s, 2),
+        "seconds": round(seconds, 1),
+        "command": "python benchmarks/faults.py " + " ".join(sys.argv[1:]),
+    }
 
 
 def write_table(report: dict) -> None:
@@ -269,16 +427,22 @@ def write_table(report: dict) -> None:
 
     rows = "\n".join(
         f"| {kind} | {k['trials']} | {k['landed']} | {k['resumed']} | {k['identical']} | {k['points_lost']} | "
-        f"{k['duplicates']} | {k['shown_dead']} |" for kind, k in report["kinds"].items())
+        f"{k['duplicates']} | {k['shown_dead']} |"
+        for kind, k in report["kinds"].items()
+    )
     problems = [p for k in report["kinds"].values() for p in k["problems"]]
-    section = f"""### Kill -9 of the training process, {time.strftime('%Y-%m-%d')}
+    section = f"""### Kill -9 of the training process, {time.strftime("%Y-%m-%d")}
 
-`{report['command']}` on {hardware()}, {report['seconds']:.0f} s in all. The demo method (MoCo) shrunk to
-{report['train_seconds']:.1f} s of training (40 steps, a checkpoint every 5) and {report['eval_seconds']:.1f} s of
-final evaluation; `train` kills at a uniformly random moment of the training, `eval` of the final evaluation.
-A landed kill is one that hit the run (not its start-up before it was recorded, nor after it ended).
+`{report["command"]}` on {hardware()}, {report["seconds"]:.0f} s in all. The demo method (MoCo) shrunk to
+{report["train_seconds"]:.1f} s of training (40 steps, a checkpoint every 5) and {report["eval_seconds"]:.1f} s of
+final evaluation. `train` kills the training process at a uniformly random moment of the training, `eval` of
+the final evaluation, and both resume it (from its checkpoint, or from the start if it had none); `db` kills the
+MongoDB-wire server the run records to (SecantusDB, SIGKILL) at a random moment and restarts it after 0.5-5 s.
+A landed kill is one that hit the run (not its start-up before it was recorded, nor after it ended). For `db`,
+"resumed" counts the runs that said they were not fully recorded and were completed with `sslx sync`, and
+"identical" the runs whose database record equals the file store after that (a second sync writing nothing).
 
-| kind | trials | kills landed | resumed from a checkpoint | identical to an uninterrupted run | points lost | duplicate points | killed run shown DIED |
+| kind | trials | kills landed | resumed (db: synced) | identical | points lost | duplicate points | killed run shown DIED |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 

@@ -41,12 +41,12 @@ import torch
 from benchutil import REPO, hardware, write_section
 
 import sslx
-from sslx.engine.bench import StepClock
 from sslx.config import apply_overrides, read_experiment, resolve
+from sslx.engine.bench import StepClock
 from sslx.engine.data import auto_workers
+from sslx.engine.trainer import MemoryRecorder, lr_at, make_optimizer, pick_device, seed_everything, train
 from sslx.modules import projection_mlp
 from sslx.plugins import load_plugins
-from sslx.engine.trainer import MemoryRecorder, lr_at, make_optimizer, pick_device, seed_everything, train
 
 EXPERIMENT = REPO / "experiments" / "simclr.json"
 KNN = {"name": "knn", "k": 200, "temperature": 0.1}
@@ -54,17 +54,25 @@ KNN = {"name": "knn", "k": 200, "temperature": 0.1}
 
 def sslx_sets(args: argparse.Namespace, batch: int, on_device: bool) -> list[str]:
     return [
-        "encoder={\"name\": \"resnet18\"}", "augmentation={\"name\": \"simclr\", \"size\": 32}",
-        f"trainer.batch_size={batch}", f"trainer.device={args.device}", "trainer.progress=false",
-        f"trainer.augment_on_device={'true' if on_device else 'false'}", "trainer.epochs=1000",
-        f"evaluators=[{json.dumps(KNN)}]", *args.set,
+        'encoder={"name": "resnet18"}',
+        'augmentation={"name": "simclr", "size": 32}',
+        f"trainer.batch_size={batch}",
+        f"trainer.device={args.device}",
+        "trainer.progress=false",
+        f"trainer.augment_on_device={'true' if on_device else 'false'}",
+        "trainer.epochs=1000",
+        f"evaluators=[{json.dumps(KNN)}]",
+        *args.set,
     ]
 
 
 def sslx_run(host, args: argparse.Namespace, batch: int, on_device: bool, steps: int, evaluate: bool) -> dict:
     """Train with sslx's own trainer for ``steps`` steps; its rate after warm-up and, with ``evaluate``, kNN."""
-    sets = sslx_sets(args, batch, on_device) + [f"trainer.max_steps={steps}", f"trainer.log_every={steps}",
-                                                f"trainer.checkpoint_every={steps}"]
+    sets = sslx_sets(args, batch, on_device) + [
+        f"trainer.max_steps={steps}",
+        f"trainer.log_every={steps}",
+        f"trainer.checkpoint_every={steps}",
+    ]
     if not evaluate:
         sets.append("evaluators=[]")
     exp = resolve(apply_overrides(read_experiment(EXPERIMENT), sets), host, source=str(EXPERIMENT))
@@ -134,13 +142,22 @@ def usual_pipeline(host, args: argparse.Namespace, batch: int, steps: int, evalu
     rgb = sslx.DataInfo(channels=3, image_size=(32, 32), mean=(mean,) * 3, std=(std,) * 3, num_classes=10)
     encoder_info, encoder_params = exp.components["encoder"]
     encoder = encoder_info.cls(encoder_params, rgb)
-    model = torch.nn.ModuleDict({"encoder": encoder, "projector": projection_mlp(encoder.out_dim, encoder.out_dim, 128)})
+    model = torch.nn.ModuleDict(
+        {"encoder": encoder, "projector": projection_mlp(encoder.out_dim, encoder.out_dim, 128)}
+    )
     model = model.to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(model, t)
     criterion = NTXentLoss(temperature=0.2)
-    loader = torch.utils.data.DataLoader(Views(), batch_size=batch, shuffle=True, drop_last=True,
-                                         num_workers=auto_workers("auto"), pin_memory=device.type == "cuda",
-                                         persistent_workers=True, prefetch_factor=4 if auto_workers("auto") else None)
+    loader = torch.utils.data.DataLoader(
+        Views(),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=auto_workers("auto"),
+        pin_memory=device.type == "cuda",
+        persistent_workers=True,
+        prefetch_factor=4 if auto_workers("auto") else None,
+    )
     use_bf16 = device.type == "cuda"
     step, times = 0, []
     while step < steps:
@@ -166,9 +183,17 @@ def usual_pipeline(host, args: argparse.Namespace, batch: int, steps: int, evalu
     knn = None
     if evaluate:
         info, params = exp.evaluators[0]
-        ctx = sslx.EvalContext(encoder=encoder, dataset=dataset, augmentation=RGBEval(rgb, mean, std), device=device,
-                               batch_size=t.eval_batch_size, num_workers=auto_workers(t.num_workers), progress=False,
-                               memory_format=torch.channels_last, seed=exp.seed)
+        ctx = sslx.EvalContext(
+            encoder=encoder,
+            dataset=dataset,
+            augmentation=RGBEval(rgb, mean, std),
+            device=device,
+            batch_size=t.eval_batch_size,
+            num_workers=auto_workers(t.num_workers),
+            progress=False,
+            memory_format=torch.channels_last,
+            seed=exp.seed,
+        )
         knn = float(info.cls(params).evaluate(ctx)["knn_top1"])
     return {"steps_per_s": rate, "knn_top1": knn}
 
@@ -180,7 +205,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="Steps per speed measurement (warm-up included).")
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--budget", type=float, default=150.0, help="Training seconds per pipeline for the kNN score.")
-    parser.add_argument("--wheels", type=Path, required=True, help="Folder with the lightly and lightning-utilities wheels.")
+    parser.add_argument(
+        "--wheels", type=Path, required=True, help="Folder with the lightly and lightning-utilities wheels."
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="sslx experiment override.")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
@@ -197,12 +224,25 @@ def main() -> None:
         for name, run in pipelines.items():
             budget_steps = max(args.warmup + 2, math.floor(args.budget * speed[name]))
             trained = run(batch, budget_steps, True)
-            rows.append({"pipeline": name, "batch_size": batch, "views_per_s": 2 * batch * speed[name],
-                         "ratio_to_usual": speed[name] / speed["usual"], "budget_steps": budget_steps,
-                         "knn_top1": trained["knn_top1"]})
+            rows.append(
+                {
+                    "pipeline": name,
+                    "batch_size": batch,
+                    "views_per_s": 2 * batch * speed[name],
+                    "ratio_to_usual": speed[name] / speed["usual"],
+                    "budget_steps": budget_steps,
+                    "knn_top1": trained["knn_top1"],
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
-    report = {"date": datetime.date.today().isoformat(), "hardware": hardware(), "device": args.device,
-              "torch": torch.__version__, "budget_s": args.budget, "rows": rows}
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "hardware": hardware(),
+        "device": args.device,
+        "torch": torch.__version__,
+        "budget_s": args.budget,
+        "rows": rows,
+    }
     print(json.dumps(report, indent=2))
     if args.no_docs:
         return
@@ -218,8 +258,11 @@ def main() -> None:
         "",
         "| pipeline | batch | views/s | ratio to usual | steps in budget | kNN top-1 |",
         "|---|---:|---:|---:|---:|---:|",
-        *(f"| {r['pipeline']} | {r['batch_size']} | {r['views_per_s']:,.0f} | {r['ratio_to_usual']:.2f} | "
-          f"{r['budget_steps']} | {r['knn_top1']:.3f} |" for r in rows),
+        *(
+            f"| {r['pipeline']} | {r['batch_size']} | {r['views_per_s']:,.0f} | {r['ratio_to_usual']:.2f} | "
+            f"{r['budget_steps']} | {r['knn_top1']:.3f} |"
+            for r in rows
+        ),
     ]
     write_section(REPO / "docs" / "benchmarks.md", f"gpu-throughput-{args.device}", "\n".join(lines))
 

@@ -94,31 +94,35 @@ def write_markdown(report: dict, path: Path) -> None:
     ]
     for method in report["methods"]:
         r = report[method]
-        rows.append(f"| {method} (`experiments/{method}.json`) | {r['steps']} | {r['epochs']} | "
-                    f"{r['train_seconds']:.0f} | {r['embedding_std']:.3f} | {r['eval.knn_top1']:.4f} | "
-                    f"{r['eval.knn_top1'] - knn0:+.4f} | {fmt(r.get('eval.linear_top1'))} | "
-                    f"{fmt(r.get('eval.finetune_top1'))} |")
-    section = "\n".join([
-        f"## Every method after a fixed training budget ({report['date']})",
-        "",
-        f"Hardware: {report['hardware']}; torch {report['torch']}. Budget: {report['budget_s']:.0f} s of training "
-        f"per method on the full Fashion-MNIST training set (60,000 images). Evaluated on the full test set (10,000 "
-        f"images): weighted kNN (k={report['k']}, t={report['temperature']}) at the end of the run; then, each as "
-        f"an `sslx eval` run beside it, the linear probe on frozen features (`linear`, defaults: standardised "
-        f"features, L-BFGS, L2 chosen on a 10% validation split) and fine-tuning of the whole encoder with 10% of "
-        f"the training labels (`finetune --set label_fraction=0.1`, defaults otherwise).",
-        "",
-        "| features | steps | epochs | train s | final embedding std | kNN top-1 | kNN vs raw pixels | linear top-1 | fine-tune 10% top-1 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *rows,
-        "",
-        "Final embedding std is the last logged `collapse.embedding_std`: the per-dimension std of the L2-normalised "
-        "embeddings (the ones each objective monitors) averaged over dimensions; about 1/sqrt(D) for embeddings "
-        "spread over D dimensions, 0 at collapse. The random-init row is the experiments' encoder at its seeded "
-        "initialisation (seed 0): its fine-tune column is supervised training from scratch on the same 10%.",
-        "",
-        f"Commands: {report['command']}. Plot: [knn_budget.png](knn_budget.png).",
-    ])
+        rows.append(
+            f"| {method} (`experiments/{method}.json`) | {r['steps']} | {r['epochs']} | "
+            f"{r['train_seconds']:.0f} | {r['embedding_std']:.3f} | {r['eval.knn_top1']:.4f} | "
+            f"{r['eval.knn_top1'] - knn0:+.4f} | {fmt(r.get('eval.linear_top1'))} | "
+            f"{fmt(r.get('eval.finetune_top1'))} |"
+        )
+    section = "\n".join(
+        [
+            f"## Every method after a fixed training budget ({report['date']})",
+            "",
+            f"Hardware: {report['hardware']}; torch {report['torch']}. Budget: {report['budget_s']:.0f} s of training "
+            f"per method on the full Fashion-MNIST training set (60,000 images). Evaluated on the full test set (10,000 "
+            f"images): weighted kNN (k={report['k']}, t={report['temperature']}) at the end of the run; then, each as "
+            f"an `sslx eval` run beside it, the linear probe on frozen features (`linear`, defaults: standardised "
+            f"features, L-BFGS, L2 chosen on a 10% validation split) and fine-tuning of the whole encoder with 10% of "
+            f"the training labels (`finetune --set label_fraction=0.1`, defaults otherwise).",
+            "",
+            "| features | steps | epochs | train s | final embedding std | kNN top-1 | kNN vs raw pixels | linear top-1 | fine-tune 10% top-1 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *rows,
+            "",
+            "Final embedding std is the last logged `collapse.embedding_std`: the per-dimension std of the L2-normalised "
+            "embeddings (the ones each objective monitors) averaged over dimensions; about 1/sqrt(D) for embeddings "
+            "spread over D dimensions, 0 at collapse. The random-init row is the experiments' encoder at its seeded "
+            "initialisation (seed 0): its fine-tune column is supervised training from scratch on the same 10%.",
+            "",
+            f"Commands: {report['command']}. Plot: [knn_budget.png](knn_budget.png).",
+        ]
+    )
     write_section(path, "knn_budget", section)
 
 
@@ -135,8 +139,7 @@ def plot(report: dict, path: Path) -> None:
     width = 0.27
     for j, (key, label) in enumerate(protocols):
         xs = [i + (j - 1) * width for i in range(len(methods))]
-        ax1.bar(xs, [report[m].get(key, 0.0) for m in methods], width, label=label,
-                color=plt.cm.Set2.colors[j])
+        ax1.bar(xs, [report[m].get(key, 0.0) for m in methods], width, label=label, color=plt.cm.Set2.colors[j])
         for name, ls in (("raw_pixels", ":"), ("random_init", "--")):
             value = report[name].get(key)
             if value is not None:
@@ -145,8 +148,7 @@ def plot(report: dict, path: Path) -> None:
     values = [report[m].get(k) for m in methods for k, _ in protocols if report[m].get(k) is not None]
     ax1.set_ylim(min(values) - 0.05, max(values) + 0.02)
     ax1.set_ylabel("top-1 (test)")
-    ax1.set_title(f"after {report['budget_s']:.0f} s of training (dotted: raw pixels, dashed: random init)",
-                  fontsize=9)
+    ax1.set_title(f"after {report['budget_s']:.0f} s of training (dotted: raw pixels, dashed: random init)", fontsize=9)
     ax1.legend(fontsize=8)
     for i, m in enumerate(methods):
         steps, losses = zip(*report[m]["loss_curve"])
@@ -163,10 +165,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=float, default=300, help="Training seconds per method.")
     parser.add_argument("--methods", nargs="+", default=METHODS, help="Experiments (experiments/<name>.json) to train.")
-    parser.add_argument("--runs-dir", type=Path, default=None, help="Where the runs are recorded (default: a temporary folder).")
-    parser.add_argument("--from-report", type=Path, default=None,
-                        help="A JSON report of an earlier run of this script: reuse its trained runs (and budget, "
-                             "date, kNN numbers) and run only the evaluation protocols.")
+    parser.add_argument(
+        "--runs-dir", type=Path, default=None, help="Where the runs are recorded (default: a temporary folder)."
+    )
+    parser.add_argument(
+        "--from-report",
+        type=Path,
+        default=None,
+        help="A JSON report of an earlier run of this script: reuse its trained runs (and budget, "
+        "date, kNN numbers) and run only the evaluation protocols.",
+    )
     parser.add_argument("--no-docs", action="store_true", help="Print JSON only; do not touch docs/.")
     args = parser.parse_args()
 

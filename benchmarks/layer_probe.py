@@ -31,9 +31,9 @@ import torch
 from benchutil import REPO, evaluate_untrained, hardware, train_for_budget, write_section
 
 from sslx.config import read_experiment, resolve
+from sslx.engine.trainer import build
 from sslx.plugins import load_plugins
 from sslx.records import RunFolder, record_evaluation
-from sslx.engine.trainer import build
 
 METHODS = {"pirl": "PIRL", "jigsaw": "Jigsaw"}
 
@@ -52,25 +52,28 @@ def write_markdown(report: dict, path: Path) -> None:
         cells = [f"**{v:.4f}**" if s == best else f"{v:.4f}" for s, v in zip(stages, values)]
         extra = f"{r['steps']} | {r['epochs']} | {r.get('eval.knn_top1', 0):.4f}" if key != "untrained" else "0 | 0 | -"
         rows.append(f"| {label} | {extra} | " + " | ".join(cells) + " |")
-    section = "\n".join([
-        f"## Linear probes at every layer: PIRL against Jigsaw ({report['date']})",
-        "",
-        f"Hardware: {report['hardware']}; torch {report['torch']}. Budget: {report['budget_s']:.0f} s of training per "
-        f"method on the full Fashion-MNIST training set, the same small CNN (`small_cnn`, width 16, 4 blocks) and "
-        f"the same jigsaw tiles (3x3 tiles of 9 px from 30 px crops). Probe: `sslx eval RUN --protocol "
-        f"linear_layers` (each block's output average-pooled to at most {report['max_dim']} features, standardised, "
-        f"L-BFGS logistic regression, L2 chosen on a 10% validation split), top-1 on the full test set. Bold: the "
-        f"best layer of each row.",
-        "",
-        "| encoder | steps | epochs | kNN top-1 (final features) | " + " | ".join(
-            f"{s} ({report['dims'][s]}-d)" for s in stages) + " |",
-        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in stages) + " |",
-        *rows,
-        "",
-        report["finding"],
-        "",
-        f"Command: {report['command']}. Plot: [layer_probe.png](layer_probe.png).",
-    ])
+    section = "\n".join(
+        [
+            f"## Linear probes at every layer: PIRL against Jigsaw ({report['date']})",
+            "",
+            f"Hardware: {report['hardware']}; torch {report['torch']}. Budget: {report['budget_s']:.0f} s of training per "
+            f"method on the full Fashion-MNIST training set, the same small CNN (`small_cnn`, width 16, 4 blocks) and "
+            f"the same jigsaw tiles (3x3 tiles of 9 px from 30 px crops). Probe: `sslx eval RUN --protocol "
+            f"linear_layers` (each block's output average-pooled to at most {report['max_dim']} features, standardised, "
+            f"L-BFGS logistic regression, L2 chosen on a 10% validation split), top-1 on the full test set. Bold: the "
+            f"best layer of each row.",
+            "",
+            "| encoder | steps | epochs | kNN top-1 (final features) | "
+            + " | ".join(f"{s} ({report['dims'][s]}-d)" for s in stages)
+            + " |",
+            "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in stages) + " |",
+            *rows,
+            "",
+            report["finding"],
+            "",
+            f"Command: {report['command']}. Plot: [layer_probe.png](layer_probe.png).",
+        ]
+    )
     write_section(path, "layer_probe", section)
 
 
@@ -80,14 +83,21 @@ def finding(report: dict) -> str:
     for key, label in METHODS.items():
         values = [report[key]["layers"][s] for s in stages]
         peak = max(range(len(values)), key=lambda i: values[i])
-        shape = ("rises to the last layer" if peak == len(values) - 1 else
-                 f"peaks at {stages[peak]} ({values[peak]:.4f}) and falls to {values[-1]:.4f} at {stages[-1]}")
+        shape = (
+            "rises to the last layer"
+            if peak == len(values) - 1
+            else f"peaks at {stages[peak]} ({values[peak]:.4f}) and falls to {values[-1]:.4f} at {stages[-1]}"
+        )
         parts.append(f"{label} {shape}")
     pirl, jig = ([report[k]["layers"][s] for s in stages] for k in METHODS)
-    matches = (max(range(len(pirl)), key=lambda i: pirl[i]) == len(pirl) - 1
-               and max(range(len(jig)), key=lambda i: jig[i]) < len(jig) - 1)
-    return (f"Observed: {'; '.join(parts)}. This {'matches' if matches else 'does not match'} the ImageNet "
-            f"finding (PIRL rising to the last layer, Jigsaw peaking in a middle layer).")
+    matches = (
+        max(range(len(pirl)), key=lambda i: pirl[i]) == len(pirl) - 1
+        and max(range(len(jig)), key=lambda i: jig[i]) < len(jig) - 1
+    )
+    return (
+        f"Observed: {'; '.join(parts)}. This {'matches' if matches else 'does not match'} the ImageNet "
+        f"finding (PIRL rising to the last layer, Jigsaw peaking in a middle layer)."
+    )
 
 
 def plot(report: dict, path: Path) -> None:
@@ -117,7 +127,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=float, default=600, help="Training seconds per method.")
     parser.add_argument("--max-dim", type=int, default=2048, help="linear_layers' max_dim: features per layer.")
-    parser.add_argument("--runs-dir", type=Path, default=None, help="Where the runs are recorded (default: a temporary folder).")
+    parser.add_argument(
+        "--runs-dir", type=Path, default=None, help="Where the runs are recorded (default: a temporary folder)."
+    )
     parser.add_argument("--no-docs", action="store_true", help="Print JSON only; do not touch docs/.")
     args = parser.parse_args()
 

@@ -42,9 +42,18 @@ VARIANTS = {
     "--mongo (journaled, j=true)": {"mongo_url": "URL"},
     "--mongo, default write concern": {"bench_unjournaled": "URL"},
 }
-SETS = ["dataset.train_size=2048", "dataset.test_size=512", "encoder.width=8", "encoder.blocks=2",
-        "trainer.batch_size=32", "trainer.num_workers=0", "trainer.progress=false", "trainer.log_every=2",
-        "trainer.warmup_steps=10", "evaluators.0.k=20"]
+SETS = [
+    "dataset.train_size=2048",
+    "dataset.test_size=512",
+    "encoder.width=8",
+    "encoder.blocks=2",
+    "trainer.batch_size=32",
+    "trainer.num_workers=0",
+    "trainer.progress=false",
+    "trainer.log_every=2",
+    "trainer.warmup_steps=10",
+    "evaluators.0.k=20",
+]
 
 
 class Unjournaled:
@@ -66,8 +75,21 @@ def start_server(storage: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-                             "--storage-path", str(storage), "--log-level", "WARNING"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(storage),
+            "--log-level",
+            "WARNING",
+        ]
+    )
     uri = f"mongodb://127.0.0.1:{port}/"
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500)
     for _ in range(120):
@@ -99,9 +121,13 @@ def write_latency(uri: str, journal: bool, writes: int = 200) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=120, help="Training steps per run.")
-    parser.add_argument("--beat", type=float, default=10.0,
-                        help="Sacred's heartbeat interval in seconds (10: Sacred's default); the database gets the "
-                             "metrics logged since the last heartbeat at each.")
+    parser.add_argument(
+        "--beat",
+        type=float,
+        default=10.0,
+        help="Sacred's heartbeat interval in seconds (10: Sacred's default); the database gets the "
+        "metrics logged since the last heartbeat at each.",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="Runs of each variant (the best is reported).")
     args = parser.parse_args()
 
@@ -109,8 +135,10 @@ def main() -> None:
     host = load_plugins(strict=True)
     host.add_plugin(Unjournaled(), "bench-unjournaled")
     experiment = REPO / "experiments" / "simclr.json"
-    raw = apply_overrides(read_experiment(experiment), SETS + [f"trainer.max_steps={args.steps}",
-                                                               f"trainer.checkpoint_every={args.steps // 3}"])
+    raw = apply_overrides(
+        read_experiment(experiment),
+        SETS + [f"trainer.max_steps={args.steps}", f"trainer.checkpoint_every={args.steps // 3}"],
+    )
     exp = resolve(raw, host, source=str(experiment))
     with tempfile.TemporaryDirectory() as tmp:
         server, uri = start_server(Path(tmp) / "db")
@@ -118,15 +146,21 @@ def main() -> None:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
             names = list(VARIANTS)
             for r in range(args.repeats):
-                for name in names[r % len(names):] + names[:r % len(names)]:  # each variant in each position
+                for name in names[r % len(names) :] + names[: r % len(names)]:  # each variant in each position
                     options = VARIANTS[name]
                     start = time.perf_counter()
-                    record = record_run(exp, host, runs_dir=Path(tmp) / "runs", name=name,
-                                        options={k: uri for k in options})
+                    record = record_run(
+                        exp, host, runs_dir=Path(tmp) / "runs", name=name, options={k: uri for k in options}
+                    )
                     wall = time.perf_counter() - start
                     info = RunFolder(record.run_dir).info
-                    runs[name].append({"steps_per_s": args.steps / info["train_seconds"], "wall_s": wall,
-                                       "complete": all(r.complete for r in record.reports)})
+                    runs[name].append(
+                        {
+                            "steps_per_s": args.steps / info["train_seconds"],
+                            "wall_s": wall,
+                            "complete": all(r.complete for r in record.reports),
+                        }
+                    )
                     print(f"{name}: {runs[name][-1]}", file=sys.stderr)
                     for r in record.reports:
                         if not r.complete:
@@ -138,30 +172,46 @@ def main() -> None:
     best = {name: max(rs, key=lambda r: r["steps_per_s"]) for name, rs in runs.items()}
     base = best["file store only"]["steps_per_s"]
     report = {
-        "date": datetime.date.today().isoformat(), "hardware": hardware(), "steps": args.steps,
-        "beat_s": args.beat, "repeats": args.repeats, "server": "SecantusDB 0.7.0b3, own process, loopback",
+        "date": datetime.date.today().isoformat(),
+        "hardware": hardware(),
+        "steps": args.steps,
+        "beat_s": args.beat,
+        "repeats": args.repeats,
+        "server": "SecantusDB 0.7.0b3, own process, loopback",
         "ms_per_metric_write": latency,
-        "variants": {name: {**b, "relative": b["steps_per_s"] / base,
-                            "median_steps_per_s": statistics.median(r["steps_per_s"] for r in runs[name]),
-                            "all_runs": runs[name]} for name, b in best.items()},
+        "variants": {
+            name: {
+                **b,
+                "relative": b["steps_per_s"] / base,
+                "median_steps_per_s": statistics.median(r["steps_per_s"] for r in runs[name]),
+                "all_runs": runs[name],
+            }
+            for name, b in best.items()
+        },
     }
     print(json.dumps(report, indent=2))
-    rows = "\n".join(f"| {name} | {b['steps_per_s']:.2f} | {v['median_steps_per_s']:.2f} | {v['relative']:.3f} | "
-                     f"{b['wall_s']:.1f} |" for (name, b), v in zip(best.items(), report["variants"].values()))
-    write_section(REPO / "docs" / "reliability.md", f"mongo-overhead-{report['date']}-beat-{args.beat:g}", f"""
-### {report['date']}: {args.steps} steps, heartbeat every {args.beat:g} s
+    rows = "\n".join(
+        f"| {name} | {b['steps_per_s']:.2f} | {v['median_steps_per_s']:.2f} | {v['relative']:.3f} | {b['wall_s']:.1f} |"
+        for (name, b), v in zip(best.items(), report["variants"].values())
+    )
+    write_section(
+        REPO / "docs" / "reliability.md",
+        f"mongo-overhead-{report['date']}-beat-{args.beat:g}",
+        f"""
+### {report["date"]}: {args.steps} steps, heartbeat every {args.beat:g} s
 
-SimCLR on Fashion-MNIST ({', '.join(SETS[:5])};
-every metric logged every 2 steps), {args.repeats} interleaved runs each, on {report['hardware']};
+SimCLR on Fashion-MNIST ({", ".join(SETS[:5])};
+every metric logged every 2 steps), {args.repeats} interleaved runs each, on {report["hardware"]};
 SecantusDB in its own process on the loopback address.
 
 | recorded to | steps/s, best | steps/s, median | best, relative | wall s of the best (evaluation, final check) |
 | --- | --- | --- | --- | --- |
 {rows}
 
-One metric point appended as the observer appends them: {latency['journaled (j=true)']:.2f} ms journaled,
-{latency['default']:.2f} ms with the default write concern.
-""")
+One metric point appended as the observer appends them: {latency["journaled (j=true)"]:.2f} ms journaled,
+{latency["default"]:.2f} ms with the default write concern.
+""",
+    )
 
 
 if __name__ == "__main__":

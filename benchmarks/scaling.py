@@ -47,8 +47,8 @@ def worker(args: argparse.Namespace) -> None:
 
     from sslx import distributed
     from sslx.config import apply_overrides, read_experiment, resolve
-    from sslx.plugins import load_plugins
     from sslx.engine.trainer import MemoryRecorder, train
+    from sslx.plugins import load_plugins
 
     if args.one_process_group:  # the distributed code path with a single process
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
@@ -56,18 +56,31 @@ def worker(args: argparse.Namespace) -> None:
     clock = StepClock({args.warmup, args.steps})  # the timed span's ends wait for the GPU
     host.add_plugin(clock, "clock")
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    sets = [f"trainer.max_steps={args.steps}", "trainer.progress=false", "evaluators=[]", f"trainer.device={args.device}",
-            f"trainer.log_every={args.steps}", f"trainer.checkpoint_every={args.steps}",
-            f"trainer.threads={max(1, (os.cpu_count() or 1) // world)}" if args.device == "cpu" else "trainer.threads=null",
-            *args.set]
+    sets = [
+        f"trainer.max_steps={args.steps}",
+        "trainer.progress=false",
+        "evaluators=[]",
+        f"trainer.device={args.device}",
+        f"trainer.log_every={args.steps}",
+        f"trainer.checkpoint_every={args.steps}",
+        f"trainer.threads={max(1, (os.cpu_count() or 1) // world)}" if args.device == "cpu" else "trainer.threads=null",
+        *args.set,
+    ]
     exp = resolve(apply_overrides(read_experiment(EXPERIMENT), sets), host, source=str(EXPERIMENT))
     train(exp, host, MemoryRecorder())
     if distributed.launched_rank() == 0:
         sampler, params = exp.components["sampler"]
         views = exp.trainer.batch_size * sampler.cls(params).num_views * (args.steps - args.warmup)
         seconds = clock.times[-1] - clock.times[args.warmup - 1]
-        Path(args.result).write_text(json.dumps({"views_per_s": views / seconds, "seconds_per_step": seconds / (args.steps - args.warmup),
-                                                 "batch_size": exp.trainer.batch_size}))
+        Path(args.result).write_text(
+            json.dumps(
+                {
+                    "views_per_s": views / seconds,
+                    "seconds_per_step": seconds / (args.steps - args.warmup),
+                    "batch_size": exp.trainer.batch_size,
+                }
+            )
+        )
     if args.one_process_group:
         dist.destroy_process_group()
 
@@ -75,9 +88,24 @@ def worker(args: argparse.Namespace) -> None:
 def measure(args: argparse.Namespace, nproc: int, one_process_group: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                   str(Path(__file__).resolve()), "--worker", "--result", str(result), "--device", args.device,
-                   "--steps", str(args.steps), "--warmup", str(args.warmup), *(f"--set={s}" for s in args.set)]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            str(Path(__file__).resolve()),
+            "--worker",
+            "--result",
+            str(result),
+            "--device",
+            args.device,
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            *(f"--set={s}" for s in args.set),
+        ]
         if one_process_group:
             command.append("--one-process-group")
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))}
@@ -108,10 +136,14 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2], help="Process counts to measure (1 always runs).")
+    parser.add_argument(
+        "--nproc", type=int, nargs="+", default=[1, 2], help="Process counts to measure (1 always runs)."
+    )
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5, help="Steps left out of the timing (start-up, first batches).")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Experiment override (repeatable).")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Experiment override (repeatable)."
+    )
     parser.add_argument("--no-docs", action="store_true", help="Print the JSON only.")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--one-process-group", action="store_true", help=argparse.SUPPRESS)
@@ -125,12 +157,28 @@ def main() -> None:
     base = measure(args, 1, False)
     rows.append({"config": "1 process", "processes": 1, **base, "ratio": 1.0})
     on = measure(args, 1, True)
-    rows.append({"config": "1 process, distributed path", "processes": 1, **on, "ratio": on["views_per_s"] / base["views_per_s"]})
+    rows.append(
+        {
+            "config": "1 process, distributed path",
+            "processes": 1,
+            **on,
+            "ratio": on["views_per_s"] / base["views_per_s"],
+        }
+    )
     for n in sorted(set(args.nproc) - {1}):
         r = measure(args, n, False)
         rows.append({"config": f"{n} processes", "processes": n, **r, "ratio": r["views_per_s"] / base["views_per_s"]})
-    report = {"date": datetime.date.today().isoformat(), "hardware": hardware(), "device": args.device, "torch": torch.__version__, "experiment": "experiments/simclr.json",
-              "steps": args.steps, "warmup": args.warmup, "sets": args.set, "rows": rows}
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "hardware": hardware(),
+        "device": args.device,
+        "torch": torch.__version__,
+        "experiment": "experiments/simclr.json",
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "sets": args.set,
+        "rows": rows,
+    }
     print(json.dumps(report, indent=2))
     if args.no_docs:
         return
@@ -144,7 +192,10 @@ def main() -> None:
         "",
         "| configuration | views/s | s/step | ratio |",
         "|---|---:|---:|---:|",
-        *(f"| {r['config']} | {r['views_per_s']:,.0f} | {r['seconds_per_step']:.3f} | {r['ratio']:.2f} |" for r in rows),
+        *(
+            f"| {r['config']} | {r['views_per_s']:,.0f} | {r['seconds_per_step']:.3f} | {r['ratio']:.2f} |"
+            for r in rows
+        ),
     ]
     name = f"scaling-{args.device}"
     write_section(REPO / "docs" / "benchmarks.md", name, "\n".join(lines))

@@ -80,20 +80,33 @@ def main() -> None:
     results = {}
     for name, (_, target) in COMMANDS.items():
         median = statistics.median(times[name])
-        results[name] = {"median_s": round(median, 3), "ratio": round(median / reference, 2), "target": target,
-                         "met": None if target is None else median / reference <= target}
+        results[name] = {
+            "median_s": round(median, 3),
+            "ratio": round(median / reference, 2),
+            "target": target,
+            "met": None if target is None else median / reference <= target,
+        }
     machine = f"{cpu_name()}, {os.cpu_count()} cores"
-    report = {"date": datetime.date.today().isoformat(), "machine": machine,
-              "python": platform.python_version(), "torch": torch.__version__, "repeats": args.repeats,
-              "load_average_1min": [round(load_before, 2), round(load_after, 2)], "commands": results}
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+        "load_average_1min": [round(load_before, 2), round(load_after, 2)],
+        "commands": results,
+    }
     print(json.dumps(report, indent=2))
 
     lines = [
-        f"### Command start-up against importing torch, {report['date']}", "",
+        f"### Command start-up against importing torch, {report['date']}",
+        "",
         f"`benchmarks/startup.py --repeats {args.repeats}` on {machine}, Python {report['python']}, torch "
         f"{report['torch']}; median of {args.repeats} fresh processes each, interleaved round-robin, with the bytecode "
-        f"cache; 1-minute load average {load_before:.2f} before and {load_after:.2f} after.", "",
-        "| command | median s | ratio to torch import | target |", "|---|---:|---:|---:|",
+        f"cache; 1-minute load average {load_before:.2f} before and {load_after:.2f} after.",
+        "",
+        "| command | median s | ratio to torch import | target |",
+        "|---|---:|---:|---:|",
     ]
     for name, r in results.items():
         target = "reference" if r["target"] is None else f"≤ {r['target']} ({'met' if r['met'] else 'missed'})"

@@ -19,6 +19,7 @@ from sslx.plugins import PluginHost, load_plugins
 def host() -> PluginHost:
     return load_plugins(strict=True)
 
+
 @pytest.fixture
 def tiny(host: PluginHost):
     """``tiny(name, *sets)``: experiments/<name>.json shrunk, validated."""

@@ -30,11 +30,19 @@ TINY = [
 TINY_EXTRA: dict[str, list[str]] = {
     "moco": ["objective.queue_size=64"],
     "audio_video": ["objective.audio_width=4", "objective.audio_blocks=2", "evaluators.0.num_clips=16"],
-    "audio_video_real": ["objective.audio_width=4", "objective.audio_blocks=2", "trainer.batch_size=8"],  # 9 train clips
+    "audio_video_real": [
+        "objective.audio_width=4",
+        "objective.audio_blocks=2",
+        "trainer.batch_size=8",
+    ],  # 9 train clips
     "npid": ["objective.num_negatives=64"],
     "pirl": ["objective.num_negatives=64"],
-    "swav": ["objective.num_prototypes=16", "objective.freeze_prototypes_steps=2", "objective.queue_length=64",
-             "objective.queue_start_step=3"],
+    "swav": [
+        "objective.num_prototypes=16",
+        "objective.freeze_prototypes_steps=2",
+        "objective.queue_length=64",
+        "objective.queue_start_step=3",
+    ],
     "tracks": ["evaluators.0.num_clips=20"],
 }
 

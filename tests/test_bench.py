@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
-from helpers import EXPERIMENTS, SSLX, tiny_overrides
+from click.testing import CliRunner
+from helpers import EXPERIMENTS, tiny_overrides
+
+from sslx.cli import cli
 
 
 def test_bench_prints_both_rates_their_ratio_and_peak_memory(tmp_path):
     sets = [f"--set={s}" for s in tiny_overrides("simclr")] + ["--set=trainer.augment_on_device=true"]
-    proc = subprocess.run([SSLX, "bench", str(EXPERIMENTS / "simclr.json"), "--seconds", "2", *sets],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = CliRunner().invoke(cli, ["bench", str(EXPERIMENTS / "simclr.json"), "--seconds", "2", *sets])
+    assert proc.exit_code == 0, proc.output[-3000:]
     report = json.loads(proc.stdout)
     assert report["device"] == "cpu" and report["views_per_step"] == 64 and report["augment_on_device"] is True
     assert report["end_to_end_views_per_s"] > 0 and report["model_only_views_per_s"] > 0

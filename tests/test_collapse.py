@@ -21,10 +21,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from sslx_simclr.objective import SimCLR
 
 import sslx
 from sslx.engine.trainer import MemoryRecorder, train
-from sslx_simclr.objective import SimCLR
 
 
 class SimCLRPositivesOnly(SimCLR):
@@ -77,8 +77,13 @@ CASES = {
     # invariance term stops pushing once what is left is the same for both views.
     "vicreg": dict(
         experiment="vicreg",
-        sets=["trainer.max_steps=200", "trainer.epochs=100", "trainer.schedule=constant",
-              "objective.proj_dim=32", "objective.proj_hidden_dim=128"],
+        sets=[
+            "trainer.max_steps=200",
+            "trainer.epochs=100",
+            "trainer.schedule=constant",
+            "objective.proj_dim=32",
+            "objective.proj_hidden_dim=128",
+        ],
         ablation=["objective.var_weight=0", "objective.cov_weight=0"],
         below_start=0.45,  # ablated final / first
         below_real=0.4,  # ablated final / real final (measured 0.21 to 0.29)

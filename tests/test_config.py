@@ -29,15 +29,31 @@ def problems_of(data: dict, host) -> dict[str, str]:
 def test_shipped_experiments_validate(path, host):
     exp = resolve(read_experiment(path), host, source=str(path))
     assert exp.config["trainer"]["batch_size"] >= 2
-    assert set(exp.config) == {"description", "seed", "dataset", "augmentation", "sampler", "encoder", "objective",
-                               "evaluators", "trainer"}
+    assert set(exp.config) == {
+        "description",
+        "seed",
+        "dataset",
+        "augmentation",
+        "sampler",
+        "encoder",
+        "objective",
+        "evaluators",
+        "trainer",
+    }
 
 
 def test_defaults_are_filled_in(host):
     exp = resolve({**base(), "objective": {"name": "moco"}}, host)
     assert exp.config["objective"] == {
-        "name": "moco", "temperature": 0.2, "queue_size": 65536, "momentum": 0.99, "momentum_end": 1.0,
-        "momentum_schedule": "cosine", "proj_hidden_dim": None, "proj_dim": 128, "symmetric": False,
+        "name": "moco",
+        "temperature": 0.2,
+        "queue_size": 65536,
+        "momentum": 0.99,
+        "momentum_end": 1.0,
+        "momentum_schedule": "cosine",
+        "proj_hidden_dim": None,
+        "proj_dim": 128,
+        "symmetric": False,
     }
     assert exp.config["trainer"]["optimizer"] == "sgd"
     # the resolved config is itself a valid experiment that resolves to the same thing
@@ -123,8 +139,17 @@ def test_all_problems_are_reported_at_once(host):
 
 
 def test_set_overrides():
-    data = apply_overrides(base(), ["objective.temperature=0.1", "trainer.max_steps=5", "evaluators.0.k=50",
-                                    "description=hello world", "augmentation.crop_scale=[0.5, 1]", "trainer.grad_clip=null"])
+    data = apply_overrides(
+        base(),
+        [
+            "objective.temperature=0.1",
+            "trainer.max_steps=5",
+            "evaluators.0.k=50",
+            "description=hello world",
+            "augmentation.crop_scale=[0.5, 1]",
+            "trainer.grad_clip=null",
+        ],
+    )
     assert data["objective"]["temperature"] == 0.1
     assert data["trainer"]["max_steps"] == 5
     assert data["evaluators"][0]["k"] == 50
@@ -148,6 +173,21 @@ def test_cli_prints_one_paragraph_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert f"Error: {bad}:/objective/name: unknown objective 'simclrr'. Did you mean 'simclr'?" in proc.stderr
+
+
+def test_a_bad_value_given_with_set_names_the_set_not_the_file():
+    moco = EXPERIMENTS / "moco.json"
+    result = CliRunner().invoke(
+        cli, ["validate", str(moco), "--set", "trainer.lr=fast", "--set", "objective.momentum=2"]
+    )
+    assert result.exit_code == 2
+    assert f"--set trainer.lr=fast (over {moco}):/trainer/lr: expected a valid number" in result.stderr
+    assert f"--set objective.momentum=2 (over {moco}):/objective/momentum:" in result.stderr
+    # a section replaced as a whole: its problems name that --set too; the file's own mistakes still name the file
+    result = CliRunner().invoke(cli, ["validate", str(moco), "--set", 'encoder={"name": "small_cnn", "width": -1}'])
+    assert (
+        '--set encoder={"name": "small_cnn", "width": -1} (over' in result.stderr and "/encoder/width" in result.stderr
+    )
 
 
 def test_validate_prints_the_resolved_experiment():

@@ -23,6 +23,7 @@ from pydantic import Field
 import sslx
 from sslx.components import KINDS
 from sslx.engine.data import ViewDataset
+from sslx.engine.trainer import build, eval_context
 from sslx.plugins import load_plugins
 from sslx.testing import (
     check_augmentation,
@@ -35,7 +36,6 @@ from sslx.testing import (
     conformance,
     random_batch,
 )
-from sslx.engine.trainer import build, eval_context
 
 HOST = load_plugins(strict=True)
 COMPONENTS = [(kind, name) for kind in KINDS for name in HOST.registry.names(kind)]
@@ -96,7 +96,8 @@ def test_shipped_objective_conforms_on_its_own_views(experiment, tiny):
     exp = tiny(experiment, "trainer.batch_size=8")
     parts = build(exp)
     batch = ViewDataset(parts.dataset.split("train"), parts.sampler, parts.augmentation).__getitems__(
-        [(i, 7) for i in range(8)])
+        [(i, 7) for i in range(8)]
+    )
 
     def make():
         return build(exp).objective
@@ -268,8 +269,11 @@ class _Misdeclared(_Encoder):
 
 
 def test_an_encoder_whose_output_size_differs_from_its_declaration_is_caught():
-    with pytest.raises(AssertionError, match=r"encoder 'conformance_encoder': output is \(4, 5\), "
-                                             r"expected \(batch, out_dim\) = \(4, 7\)"):
+    with pytest.raises(
+        AssertionError,
+        match=r"encoder 'conformance_encoder': output is \(4, 5\), "
+        r"expected \(batch, out_dim\) = \(4, 7\)",
+    ):
         check_encoder(_Misdeclared(), DATA)
 
 
@@ -295,8 +299,11 @@ def test_a_sampler_that_cannot_be_pickled_is_caught(sslx_tiny_dataset):
     from sslx.testing.tinyparts import TinyViews
 
     split = sslx_tiny_dataset.split("train")
-    with pytest.raises(AssertionError, match=r"sampler 'unpicklable' cannot be pickled, so DataLoader workers "
-                                             r"cannot receive it: cannot pickle '_thread.lock'"):
+    with pytest.raises(
+        AssertionError,
+        match=r"sampler 'unpicklable' cannot be pickled, so DataLoader workers "
+        r"cannot receive it: cannot pickle '_thread.lock'",
+    ):
         check_sampler(_Unpicklable(sslx.NoParams()), split, TinyViews(TinyViews.Params(), split.info))
     with pytest.raises(TypeError):
         pickle.dumps(threading.Lock())
@@ -340,8 +347,11 @@ def test_a_dataset_with_labels_beyond_its_classes_is_caught(sslx_tiny_dataset):
                 raise sslx.UserError("no such split")
             return sslx.ArraySplit(split.images, split.labels, replace(split.info, num_classes=3))
 
-    with pytest.raises(AssertionError, match=r"dataset 'overflowing', split 'train': label 3 is not below "
-                                             r"info.num_classes \(3\)"):
+    with pytest.raises(
+        AssertionError,
+        match=r"dataset 'overflowing', split 'train': label 3 is not below "
+        r"info.num_classes \(3\)",
+    ):
         check_dataset(Overflowing(sslx.NoParams()))
 
 
@@ -378,9 +388,14 @@ class _Plugin:
         register(Probe)
 
 
-TINY_RUN = {"dataset": {"name": "tiny_images"}, "augmentation": {"name": "tiny_views"},
-            "sampler": {"name": "tiny_pairs"}, "encoder": {"name": "tiny_encoder"}, "evaluators": [],
-            "trainer": {"batch_size": 16}}
+TINY_RUN = {
+    "dataset": {"name": "tiny_images"},
+    "augmentation": {"name": "tiny_views"},
+    "sampler": {"name": "tiny_pairs"},
+    "encoder": {"name": "tiny_encoder"},
+    "evaluators": [],
+    "trainer": {"batch_size": 16},
+}
 
 
 def test_the_fixtures_give_an_isolated_host_that_runs_registered_plugins(sslx_host, sslx_register, sslx_run):

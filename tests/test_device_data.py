@@ -8,15 +8,24 @@ import pytest
 import torch
 
 from sslx.engine.data import DeviceBatches
-from sslx.errors import UserError
 from sslx.engine.trainer import build
+from sslx.errors import UserError
 
 CPU = torch.device("cpu")
 
 
 def device_batches(exp, parts, start_step=0, rank=0, world_size=1):
-    return DeviceBatches(parts.dataset.split("train"), parts.sampler, parts.augmentation, exp.trainer.batch_size,
-                         exp.seed, start_step, CPU, rank, world_size)
+    return DeviceBatches(
+        parts.dataset.split("train"),
+        parts.sampler,
+        parts.augmentation,
+        exp.trainer.batch_size,
+        exp.seed,
+        start_step,
+        CPU,
+        rank,
+        world_size,
+    )
 
 
 @pytest.mark.parametrize("experiment", ["simclr", "swav"])  # one size; multi-crop's two sizes
@@ -53,6 +62,9 @@ def test_a_run_trains_with_views_made_on_the_device(tiny, host):
 def test_a_sampler_or_augmentation_without_a_device_path_is_refused(tiny):
     exp = tiny("jigsaw", "trainer.augment_on_device=true")  # tiles: no batched path
     parts = build(exp)
-    with pytest.raises(UserError, match=r"trainer.augment_on_device needs an augmentation with a batched path .* "
-                                         r"set trainer.augment_on_device to false"):
+    with pytest.raises(
+        UserError,
+        match=r"trainer.augment_on_device needs an augmentation with a batched path .* "
+        r"set trainer.augment_on_device to false",
+    ):
         device_batches(exp, parts)

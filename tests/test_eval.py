@@ -3,11 +3,11 @@ run, each recorded as its own Sacred run that names the run it evaluates."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
-from helpers import EXPERIMENTS, SSLX, read_run, tiny_overrides
+from click.testing import CliRunner
+from helpers import EXPERIMENTS, read_run, tiny_overrides
 
+from sslx.cli import cli
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import load_plugins
 from sslx.records import RunFailed, record_evaluation, record_run
@@ -17,8 +17,10 @@ PROTOCOLS = {
     "knn": (["k=10"], {"eval.knn_top1"}),
     "linear": (["l2=[0.0001, 0.01]"], {"eval.linear_top1", "eval.linear_l2"}),
     "linear_layers": (["l2=0.001"], {"eval.layer.block1.linear_top1", "eval.layer.block2.linear_top1"}),
-    "finetune": (["label_fraction=0.5", "epochs=2", "batch_size=32"],
-                 {"eval.finetune_top1", "eval.finetune_label_fraction", "eval.finetune_train_size"}),
+    "finetune": (
+        ["label_fraction=0.5", "epochs=2", "batch_size=32"],
+        {"eval.finetune_top1", "eval.finetune_label_fraction", "eval.finetune_train_size"},
+    ),
 }
 
 
@@ -66,25 +68,42 @@ def test_each_protocol_is_recorded_as_a_run_linked_to_the_pretraining_run(pretra
 
 
 def test_cli_eval_prints_the_metrics_and_the_link(pretrained, tmp_path):
-    proc = subprocess.run([SSLX, "eval", str(pretrained), "--protocol", "knn", "--set", "k=5",
-                           "--set", "trainer.progress=false", "--runs-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            str(pretrained),
+            "--protocol",
+            "knn",
+            "--set",
+            "k=5",
+            "--set",
+            "trainer.progress=false",
+            "--runs-dir",
+            str(tmp_path),
+        ],
+    )
+    assert proc.exit_code == 0, proc.output
     assert f"Evaluation run 1 COMPLETED: {tmp_path / '1'} (evaluates {pretrained})" in proc.stdout
     assert "eval.knn_top1 = " in proc.stdout
     assert read_run(tmp_path / "1")["config"]["protocol"] == {"name": "knn", "k": 5, "temperature": 0.1}
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--protocol", "lineer"], "Did you mean 'linear'"),
-    (["--protocol", "knn", "--set", "k=0"], "--protocol knn --set k=0: k: expected a value greater than or equal to 1"),
-    (["--protocol", "knn", "--set", "kk=3"], "unknown parameter of evaluator 'knn'"),
-    (["--protocol", "knn", "--set", "encoder.width=4"], "may change only dataset, augmentation, trainer"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--protocol", "lineer"], "Did you mean 'linear'"),
+        (
+            ["--protocol", "knn", "--set", "k=0"],
+            "--protocol knn --set k=0: k: expected a value greater than or equal to 1",
+        ),
+        (["--protocol", "knn", "--set", "kk=3"], "unknown parameter of evaluator 'knn'"),
+        (["--protocol", "knn", "--set", "encoder.width=4"], "may change only dataset, augmentation, trainer"),
+    ],
+)
 def test_bad_evaluation_requests_are_one_paragraph_and_record_nothing(pretrained, tmp_path, args, message):
-    proc = subprocess.run([SSLX, "eval", str(pretrained), *args, "--runs-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    proc = CliRunner().invoke(cli, ["eval", str(pretrained), *args, "--runs-dir", str(tmp_path)])
+    assert proc.exit_code == 2, proc.output
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())
 
@@ -106,8 +125,9 @@ def test_an_evaluation_that_fails_is_recorded_with_its_reason(pretrained, host, 
 
 def test_a_checkpoint_file_can_be_evaluated_directly(pretrained, host, tmp_path):
     """RUN_DIR may be the checkpoint itself; the evaluation still names its run."""
-    record = record_evaluation(pretrained / "checkpoint.pt", "knn", ["k=5", "trainer.progress=false"], host,
-                               runs_dir=tmp_path, name="direct")
+    record = record_evaluation(
+        pretrained / "checkpoint.pt", "knn", ["k=5", "trainer.progress=false"], host, runs_dir=tmp_path, name="direct"
+    )
     rec = read_run(record.run_dir)
     assert rec["run"]["experiment"]["name"] == "direct"
     assert rec["config"]["evaluates"]["run_id"] == pretrained.name
@@ -118,13 +138,17 @@ def test_a_checkpoint_file_can_be_evaluated_directly(pretrained, host, tmp_path)
 def test_evaluators_chosen_in_the_experiment_run_at_the_end_of_training(tiny, host, tmp_path):
     """The same protocols in an experiment's `evaluators`: their metrics at the
     last step (and at every eval_every), their plot kept once, at the end."""
-    exp = tiny("moco", "trainer.eval_every=3",
-               'evaluators=[{"name": "knn", "k": 10}, {"name": "linear_layers", "l2": 0.001}]')
+    exp = tiny(
+        "moco", "trainer.eval_every=3", 'evaluators=[{"name": "knn", "k": 10}, {"name": "linear_layers", "l2": 0.001}]'
+    )
     record = record_run(exp, host, runs_dir=tmp_path)
     rec = read_run(record.run_dir)
     assert sorted(rec["run"]["artifacts"]) == ["checkpoint.pt", "layer_probe.png"]
-    assert set(rec["run"]["result"]) == {"eval.knn_top1", "eval.layer.block1.linear_top1",
-                                         "eval.layer.block2.linear_top1"}
+    assert set(rec["run"]["result"]) == {
+        "eval.knn_top1",
+        "eval.layer.block1.linear_top1",
+        "eval.layer.block2.linear_top1",
+    }
     for name in rec["run"]["result"]:
         assert rec["metrics"][name]["steps"] == [3, 6]
 

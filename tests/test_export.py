@@ -5,18 +5,19 @@ features."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import torch
-from helpers import EXPERIMENTS, SSLX, tiny_overrides
+from click.testing import CliRunner
+from helpers import EXPERIMENTS, tiny_overrides
 from safetensors import safe_open
 from safetensors.torch import load_file
+from sslx_encoders.models import ResNet18, ResNet50, SmallCNN
 
 import sslx
+from sslx.cli import cli
 from sslx.engine.evaluation import load_trained
 from sslx.records import record_run
-from sslx_encoders.models import ResNet18, ResNet50, SmallCNN
 
 
 def real_images(parts, n: int = 16) -> torch.Tensor:
@@ -39,9 +40,19 @@ def trained_runs(tmp_path_factory):
 
     host = load_plugins(strict=True)
     runs = {}
-    for encoder, extra in [("small_cnn", []),
-                           ("resnet18", ["encoder={\"name\": \"resnet18\"}", "trainer.max_steps=2",
-                                         "trainer.batch_size=8", "dataset.train_size=64", "dataset.test_size=32"])]:
+    for encoder, extra in [
+        ("small_cnn", []),
+        (
+            "resnet18",
+            [
+                'encoder={"name": "resnet18"}',
+                "trainer.max_steps=2",
+                "trainer.batch_size=8",
+                "dataset.train_size=64",
+                "dataset.test_size=32",
+            ],
+        ),
+    ]:
         raw = apply_overrides(read_experiment(EXPERIMENTS / "moco.json"), tiny_overrides("moco") + extra)
         if encoder == "resnet18":
             raw["evaluators"] = []
@@ -55,9 +66,8 @@ def trained_runs(tmp_path_factory):
 def test_export_loads_strictly_and_gives_the_trained_features(trained_runs, encoder, fmt, suffix, host, tmp_path):
     run_dir = trained_runs[encoder]
     out = tmp_path / f"backbone{suffix}"
-    proc = subprocess.run([SSLX, "export", str(run_dir), "--out", str(out), "--format", fmt],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = CliRunner().invoke(cli, ["export", str(run_dir), "--out", str(out), "--format", fmt])
+    assert proc.exit_code == 0, proc.output
     code = proc.stdout.split("load it with:\n", 1)[1]
     code = "\n".join(line.removeprefix("    ") for line in code.splitlines() if line.strip())
     assert "strict=True" in code
@@ -80,20 +90,26 @@ def test_export_loads_strictly_and_gives_the_trained_features(trained_runs, enco
     assert got.shape == (16, parts.encoder.out_dim)
     assert torch.equal(got, expected)
 
-    meta = (json.loads((out.parent / (out.name + ".json")).read_text()) if fmt == "torchvision" else
-            {k: json.loads(v) for k, v in safe_open(str(out), "pt").metadata().items()})
+    meta = (
+        json.loads((out.parent / (out.name + ".json")).read_text())
+        if fmt == "torchvision"
+        else {k: json.loads(v) for k, v in safe_open(str(out), "pt").metadata().items()}
+    )
     assert meta["source"]["step"] == step and meta["encoder"]["name"] == encoder
     assert meta["input"]["mean"] == list(parts.encoder.data.mean) and meta["out_dim"] == parts.encoder.out_dim
 
 
-@pytest.mark.parametrize("cls,channels,small", [(ResNet18, 3, False), (ResNet18, 1, False), (ResNet18, 1, True),
-                                               (ResNet18, 3, True), (ResNet50, 3, False)])
+@pytest.mark.parametrize(
+    "cls,channels,small",
+    [(ResNet18, 3, False), (ResNet18, 1, False), (ResNet18, 1, True), (ResNet18, 3, True), (ResNet50, 3, False)],
+)
 def test_resnet_export_matches_torchvision_for_every_stem(cls, channels, small):
     """The keys and construction code fit torchvision's own model whatever the
     stem (standard 7x7, 1-channel 7x7, small-image 3x3)."""
     torch.manual_seed(0)
-    data = sslx.DataInfo(channels=channels, image_size=(32, 32), mean=(0.5,) * channels, std=(0.25,) * channels,
-                         num_classes=None)
+    data = sslx.DataInfo(
+        channels=channels, image_size=(32, 32), mean=(0.5,) * channels, std=(0.25,) * channels, num_classes=None
+    )
     encoder = cls(cls.Params(small_images=small), data).eval()
     with torch.no_grad():  # move BatchNorm statistics away from their defaults, so a missed buffer shows
         for m in encoder.modules():
@@ -122,7 +138,6 @@ def test_small_cnn_export_loads_into_small_cnn():
 
 
 def test_export_of_a_folder_without_checkpoint_is_one_clear_error(tmp_path):
-    proc = subprocess.run([SSLX, "export", str(tmp_path), "--out", str(tmp_path / "x.pt")],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
+    proc = CliRunner().invoke(cli, ["export", str(tmp_path), "--out", str(tmp_path / "x.pt")])
+    assert proc.exit_code == 2
     assert "has no checkpoint" in proc.stderr and "Traceback" not in proc.stderr

@@ -68,9 +68,11 @@ def harness(tmp_path_factory):
     (site / "sslx_fault_injection-1.0.dist-info").mkdir(parents=True)
     (site / "sslx_fault_injection.py").write_text(textwrap.dedent(FAULT_PLUGIN))
     (site / "sslx_fault_injection-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: sslx-fault-injection\nVersion: 1.0\n")
+        "Metadata-Version: 2.1\nName: sslx-fault-injection\nVersion: 1.0\n"
+    )
     (site / "sslx_fault_injection-1.0.dist-info" / "entry_points.txt").write_text(
-        "[sslx]\nfault_injection = sslx_fault_injection\n")
+        "[sslx]\nfault_injection = sslx_fault_injection\n"
+    )
     marker = root / "killed-once"
     evaluators = [{"name": "knn", "k": 20}, {"name": "kill_once", "marker": str(marker)}]
     sets = [s for s in faults.SETS if not s.startswith(("trainer.max_steps", "dataset.test_size", "evaluators."))]
@@ -93,8 +95,15 @@ def test_killed_between_and_just_after_checkpoints(harness, step, where):
     """Step 7 is two steps past the checkpoint of step 5; step 11 the step
     right after the checkpoint of step 10 (whose points it must keep)."""
     h = harness
-    outcome = faults.trial("train", h["reference"], h["root"] / f"step{step}", lambda proc, runs: None,
-                           h["sets"], env={**h["env"], "SSLX_FAULT_KILL_AT_STEP": str(step)}, resume_env=h["env"])
+    outcome = faults.trial(
+        "train",
+        h["reference"],
+        h["root"] / f"step{step}",
+        lambda proc, runs: None,
+        h["sets"],
+        env={**h["env"], "SSLX_FAULT_KILL_AT_STEP": str(step)},
+        resume_env=h["env"],
+    )
     check(outcome, where)
 
 
@@ -104,7 +113,14 @@ def test_killed_during_the_final_evaluation(harness):
     run ends as if nothing happened."""
     h = harness
     h["marker"].unlink()
-    outcome = faults.trial("eval", h["reference"], h["root"] / "eval", lambda proc, runs: None, h["sets"],
-                           env=h["env"], resume_env=h["env"])
+    outcome = faults.trial(
+        "eval",
+        h["reference"],
+        h["root"] / "eval",
+        lambda proc, runs: None,
+        h["sets"],
+        env=h["env"],
+        resume_env=h["env"],
+    )
     check(outcome, "after step 16's checkpoint, during the final evaluation")
     assert Path(h["marker"]).exists()

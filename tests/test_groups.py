@@ -15,9 +15,9 @@ from pydantic import Field
 import sslx
 from sslx.config import TrainerParams, resolve
 from sslx.engine.data import ViewDataset, train_loader
+from sslx.engine.trainer import MemoryRecorder, total_steps, train
 from sslx.errors import UserError
 from sslx.testing import PixelViews
-from sslx.engine.trainer import MemoryRecorder, total_steps, train
 
 INFO = sslx.DataInfo(channels=1, image_size=(4, 4), mean=(0.0,), std=(1.0,), num_classes=3)
 
@@ -42,13 +42,21 @@ class Rows(sslx.PairSampler):
     def sample_group(self, split, index, augmentation):
         image = split.image(index)
         rows = self.rng.choice(image.shape[0], self.params.size, replace=False)
-        return [sslx.Sample([torch.as_tensor(image[r], dtype=torch.float32)] * 2, label=int(r),
-                            meta={"row": int(r), "item": [index, int(r)]}) for r in rows]
+        return [
+            sslx.Sample(
+                [torch.as_tensor(image[r], dtype=torch.float32)] * 2,
+                label=int(r),
+                meta={"row": int(r), "item": [index, int(r)]},
+            )
+            for r in rows
+        ]
 
 
 def images(n=12):
     """Image ``i`` has the value ``10 * i + row`` in every pixel of each row."""
-    return (10 * np.arange(n)[:, None, None, None] + np.arange(4)[None, :, None, None]).repeat(4, axis=2).astype(np.uint8)
+    return (
+        (10 * np.arange(n)[:, None, None, None] + np.arange(4)[None, :, None, None]).repeat(4, axis=2).astype(np.uint8)
+    )
 
 
 def split(n=12):
@@ -160,17 +168,22 @@ class GroupsPlugin:
 
 def test_a_run_records_the_dataset_report_and_trains_on_groups(host):
     host.add_plugin(GroupsPlugin(), "groups_test")
-    exp = resolve({
-        "dataset": {"name": "reporting_test"}, "augmentation": {"name": "pixel_views"},
-        "sampler": {"name": "rows_test", "size": 2}, "encoder": {"name": "flat_test"},
-        "objective": {"name": "simclr"}, "evaluators": [],
-        "trainer": {"batch_size": 8, "max_steps": 3, "num_workers": 0, "progress": False, "log_every": 1},
-    }, host)
+    exp = resolve(
+        {
+            "dataset": {"name": "reporting_test"},
+            "augmentation": {"name": "pixel_views"},
+            "sampler": {"name": "rows_test", "size": 2},
+            "encoder": {"name": "flat_test"},
+            "objective": {"name": "simclr"},
+            "evaluators": [],
+            "trainer": {"batch_size": 8, "max_steps": 3, "num_workers": 0, "progress": False, "log_every": 1},
+        },
+        host,
+    )
     rec = MemoryRecorder()
     train(exp, host, rec)
     assert rec.info["data"] == {"packets_skipped": 1, "files": {"a.avi": {"frames": 12}}}
     assert [s for s, _ in rec.metrics["train.loss"]] == [1, 2, 3]
-
 
 
 class Refusing(Rows):
@@ -190,14 +203,24 @@ def test_a_sampler_refusing_the_data_is_one_paragraph_even_from_a_worker(host, w
             register(Refusing)
 
     host.add_plugin(Plugin(), "refusing_test")
-    exp = resolve({
-        "dataset": {"name": "reporting_test"}, "augmentation": {"name": "pixel_views"}, "sampler": {"name": "refusing_test"},
-        "encoder": {"name": "flat_test"}, "objective": {"name": "simclr"}, "evaluators": [],
-        "trainer": {"batch_size": 4, "max_steps": 1, "num_workers": workers, "progress": False},
-    }, host)
+    exp = resolve(
+        {
+            "dataset": {"name": "reporting_test"},
+            "augmentation": {"name": "pixel_views"},
+            "sampler": {"name": "refusing_test"},
+            "encoder": {"name": "flat_test"},
+            "objective": {"name": "simclr"},
+            "evaluators": [],
+            "trainer": {"batch_size": 4, "max_steps": 1, "num_workers": workers, "progress": False},
+        },
+        host,
+    )
     with pytest.raises(UserError) as caught:
         train(exp, host, MemoryRecorder())
-    assert str(caught.value) == "sampler 'refusing_test' needs clips with audio, but dataset 'x' has none: use talking_digits."
+    assert (
+        str(caught.value)
+        == "sampler 'refusing_test' needs clips with audio, but dataset 'x' has none: use talking_digits."
+    )
 
 
 def test_a_group_of_the_wrong_size_is_a_plugin_bug_named():
@@ -206,5 +229,7 @@ def test_a_group_of_the_wrong_size_is_a_plugin_bug_named():
             return super().sample_group(split, index, augmentation)[:1]
 
     data = ViewDataset(split(), Short(Rows.Params(size=2)), PixelViews(sslx.NoParams(), INFO))
-    with pytest.raises(RuntimeError, match="sampler 'rows_test' returned 1 samples for item 3, but its group_size is 2"):
+    with pytest.raises(
+        RuntimeError, match="sampler 'rows_test' returned 1 samples for item 3, but its group_size is 2"
+    ):
         data.__getitems__([(3, 1)])

@@ -75,15 +75,24 @@ def test_first_party_plugins_load_with_their_components(host):
         record = loaded[dist]
         assert record.loaded and record.version == "0.1.0"
         assert record.hooks and not record.warnings, record  # every hook it implements is a known one
-    assert {"barlow_twins", "byol", "moco", "npid", "pirl", "simclr", "swav", "vicreg"} <= set(host.registry.names("objective"))
+    assert {"barlow_twins", "byol", "moco", "npid", "pirl", "simclr", "swav", "vicreg"} <= set(
+        host.registry.names("objective")
+    )
     assert {"fashion_mnist", "image_folder"} <= set(host.registry.names("dataset"))
     assert host.component("objective", "moco").provenance == Provenance("moco", "sslx-moco", "0.1.0")
     assert all(lp.problem is None for lp in check_plugin_set(REPO / "plugins.toml", host))
 
 
 def test_broken_plugins_are_reported_and_skipped_while_the_rest_work(fake_dists):
-    fake_dists({"fake-broken": BROKEN_IMPORT, "fake-half": BROKEN_REGISTRAR, "fake-typo": MISSPELLED_HOOK,
-                "fake-dup": DUPLICATE, "fake-good": GOOD})
+    fake_dists(
+        {
+            "fake-broken": BROKEN_IMPORT,
+            "fake-half": BROKEN_REGISTRAR,
+            "fake-typo": MISSPELLED_HOOK,
+            "fake-dup": DUPLICATE,
+            "fake-good": GOOD,
+        }
+    )
     host = load_plugins(strict=False)
     by_name = {p.name: p for p in host.plugins}
     assert "ImportError: this plugin needs a package" in by_name["fake_broken"].error  # found at import
@@ -186,24 +195,25 @@ def test_plugins_command_json_lists_every_first_party_plugin():
     for dist in FIRST_PARTY:
         assert listed[dist]["version"] == "0.1.0" and listed[dist]["hooks"] and listed[dist]["error"] is None
         # a plugin adds components, or tools (commands, recorders): never nothing
-        assert listed[dist]["components"] or {"sslx_register_commands", "sslx_run_observers"} & set(listed[dist]["hooks"])
+        assert listed[dist]["components"] or {"sslx_register_commands", "sslx_run_observers"} & set(
+            listed[dist]["hooks"]
+        )
     assert listed["sslx-moco"]["components"] == {"objective": ["moco"]}
     assert data["problems"] == []
     assert {lp["distribution"] for lp in data["plugin_set"]["listed"]} == set(FIRST_PARTY)
 
 
 def test_plugins_command_shows_a_broken_plugin_and_the_rest_keep_working(fake_dists, tmp_path):
-    site = fake_dists({"fake-broken": BROKEN_IMPORT})
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    proc = subprocess.run([SSLX, "plugins", "--json"], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 1
+    fake_dists({"fake-broken": BROKEN_IMPORT})
+    proc = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert proc.exit_code == 1
     data = json.loads(proc.stdout)
     broken = next(p for p in data["plugins"] if p["name"] == "fake_broken")
     assert "ImportError: this plugin needs a package that is not installed" in broken["error"]
     assert "was skipped" in proc.stderr and "Traceback" not in proc.stderr
     # another command still works, with a one-line warning
-    proc = subprocess.run([SSLX, "describe", "objective", "simclr"], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0 and "temperature" in proc.stdout
+    proc = CliRunner().invoke(cli, ["describe", "objective", "simclr"])
+    assert proc.exit_code == 0 and "temperature" in proc.stdout
     assert "warning: plugin 'fake_broken' (fake-broken 1.0) was skipped" in proc.stderr
 
 

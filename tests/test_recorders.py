@@ -27,8 +27,11 @@ def test_the_documented_recorder_records_a_run(fake_dists, tmp_path):
     sets = [arg for s in tiny_overrides("simclr") for arg in ("--set", s)]
     run = cli.commands["run"]
     try:
-        result = CliRunner().invoke(cli, ["run", str(EXPERIMENTS / "simclr.json"), "--runs-dir", str(tmp_path / "runs"),
-                                          *sets, "--jsonl", str(out)], catch_exceptions=False)
+        result = CliRunner().invoke(
+            cli,
+            ["run", str(EXPERIMENTS / "simclr.json"), "--runs-dir", str(tmp_path / "runs"), *sets, "--jsonl", str(out)],
+            catch_exceptions=False,
+        )
     finally:
         run.params[:] = [p for p in run.params if p.name != "jsonl"]  # the global command outlives the fake plugin
     assert result.exit_code == 0, result.output
@@ -37,7 +40,8 @@ def test_the_documented_recorder_records_a_run(fake_dists, tmp_path):
     assert rec["info"]["jsonl"] == {"file": str(out)}
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert {line["run"] for line in lines} == {rec["info"]["sslx_uid"]}
-    recorded = {name: [(line["step"], line["value"]) for line in lines if line["name"] == name]
-                for name in rec["metrics"]}
+    recorded = {
+        name: [(line["step"], line["value"]) for line in lines if line["name"] == name] for name in rec["metrics"]
+    }
     assert recorded == {name: list(zip(m["steps"], m["values"])) for name, m in rec["metrics"].items()}
     assert len(recorded["train.loss"]) == 3 and "eval.knn_top1" in recorded

@@ -23,13 +23,26 @@ TRAIN_METRICS = {"train.loss", "train.lr", "train.views_per_s", "collapse.embedd
 def test_shipped_experiment_runs_end_to_end(method, tmp_path):
     """`sslx run experiments/<method>.json` with a few steps: a COMPLETED
     Sacred run with config, metrics, plugin versions, resource and checkpoint."""
+    from click.testing import CliRunner
+
+    from sslx.cli import cli
+
     sets = [arg for s in tiny_overrides(method) for arg in ("--set", s)]
-    proc = subprocess.run(
-        [SSLX, "run", str(EXPERIMENTS / f"{method}.json"), "--runs-dir", str(tmp_path), "--name", f"tiny-{method}",
-         "--comment", "from the test suite", *sets],
-        capture_output=True, text=True, timeout=300,
+    proc = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(EXPERIMENTS / f"{method}.json"),
+            "--runs-dir",
+            str(tmp_path),
+            "--name",
+            f"tiny-{method}",
+            "--comment",
+            "from the test suite",
+            *sets,
+        ],
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.exit_code == 0, proc.output
     run_dir = tmp_path / "1"
     assert f"Run 1 COMPLETED: {run_dir}" in proc.stdout
     rec = read_run(run_dir)
@@ -61,12 +74,15 @@ def test_shipped_experiment_runs_end_to_end(method, tmp_path):
     assert not (run_dir / ckpt.LAST).exists()
 
 
-@pytest.mark.parametrize("method", ["moco", "npid", "pirl", "swav", "byol"])
+# Every objective's own state (banks, EMA targets, counters) surviving a checkpoint bit for bit is checked by the
+# conformance kit (check_objective); here the trainer's part, through two methods with the most state to restore:
+# MoCo's queue, key encoder and momentum schedule, SwAV's prototypes, queue and freezing schedule.
+@pytest.mark.parametrize("method", ["moco", "swav"])
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(method, tiny, host, tmp_path):
     """A run that crashes after step 5 (last checkpoint at step 4) and is
     resumed ends bit-identical to a run that never stopped: the method's
-    state (queue, memory bank, prototypes, EMA target, step counters) and the
-    momentum schedules survive the restart."""
+    state (queue, prototypes, EMA target, step counters), the momentum
+    schedules, the data order and the metric curve survive the restart."""
     exp = tiny(method, "trainer.max_steps=8", "trainer.checkpoint_every=4", "trainer.num_workers=1")
     full = record_run(exp, host, runs_dir=tmp_path / "full")
 
@@ -114,9 +130,20 @@ def test_resume_refuses_a_different_experiment(tiny, tmp_path):
 
     from sslx.cli import cli
 
-    result = CliRunner().invoke(cli, ["run", str(EXPERIMENTS / "simclr.json"), "--runs-dir", str(tmp_path),
-                                      "--resume", str(record.run_dir), *[a for s in tiny_overrides("simclr") for a in ("--set", s)],
-                                      "--set", "objective.temperature=0.3"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(EXPERIMENTS / "simclr.json"),
+            "--runs-dir",
+            str(tmp_path),
+            "--resume",
+            str(record.run_dir),
+            *[a for s in tiny_overrides("simclr") for a in ("--set", s)],
+            "--set",
+            "objective.temperature=0.3",
+        ],
+    )
     assert result.exit_code == 2
     assert "cannot resume" in result.output and "objective" in result.output and "Traceback" not in result.output
 
@@ -148,8 +175,9 @@ class NaNPlugin:
 @pytest.mark.parametrize("log_every", [2, 100])  # the step does not wait for the host: found at a checkpoint too
 def test_nan_loss_stops_the_run_keeps_the_last_good_checkpoint_and_records_why(tiny, host, tmp_path, log_every):
     host.add_plugin(NaNPlugin(), "nan")
-    exp = tiny("simclr", "objective={\"name\": \"nan_at_three\"}", "trainer.checkpoint_every=2",
-               f"trainer.log_every={log_every}")
+    exp = tiny(
+        "simclr", 'objective={"name": "nan_at_three"}', "trainer.checkpoint_every=2", f"trainer.log_every={log_every}"
+    )
     with pytest.raises(RunFailed) as failed:
         record_run(exp, host, runs_dir=tmp_path)
     assert isinstance(failed.value.reason, sslx.UserError)
@@ -165,7 +193,8 @@ def test_nan_loss_stops_the_run_keeps_the_last_good_checkpoint_and_records_why(t
 
 
 def test_a_model_that_diverges_with_a_finite_loss_is_never_checkpointed_and_resumes_with_a_lower_lr(
-        tiny, host, tmp_path):
+    tiny, host, tmp_path
+):
     """MoCo at a constant lr of 1e4: after about 20 steps BatchNorm's running
     variance overflows while the loss is still finite. The run stops there;
     the checkpoint it kept is finite; it resumes from it with a lower
@@ -175,8 +204,16 @@ def test_a_model_that_diverges_with_a_finite_loss_is_never_checkpointed_and_resu
 
     from sslx.cli import cli
 
-    exp = tiny("moco", "trainer.lr=1e4", "trainer.warmup_steps=0", 'trainer.schedule="constant"',
-               "trainer.max_steps=24", "trainer.checkpoint_every=2", "trainer.log_every=100", "evaluators=[]")
+    exp = tiny(
+        "moco",
+        "trainer.lr=1e4",
+        "trainer.warmup_steps=0",
+        'trainer.schedule="constant"',
+        "trainer.max_steps=24",
+        "trainer.checkpoint_every=2",
+        "trainer.log_every=100",
+        "evaluators=[]",
+    )
     with pytest.raises(RunFailed) as failed:
         record_run(exp, host, runs_dir=tmp_path)
     message, run_dir = str(failed.value.reason), failed.value.record.run_dir
@@ -185,17 +222,21 @@ def test_a_model_that_diverges_with_a_finite_loss_is_never_checkpointed_and_resu
     assert not [k for k, v in state["objective"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
     assert f"last good checkpoint (all values finite) is step {state['step']}" in message
 
-    resumed = CliRunner().invoke(cli, ["run", "--resume", str(run_dir), "--runs-dir", str(tmp_path),
-                                       "--set", "trainer.lr=0.06"])
+    resumed = CliRunner().invoke(
+        cli, ["run", "--resume", str(run_dir), "--runs-dir", str(tmp_path), "--set", "trainer.lr=0.06"]
+    )
     assert resumed.exit_code == 0, resumed.output
     rec = read_run(tmp_path / "2")
     assert rec["run"]["status"] == "COMPLETED" and rec["config"]["trainer"]["lr"] == 0.06
     assert rec["info"]["resumed_at_step"] == state["step"]
 
-    state["objective"][next(k for k in state["objective"] if k.startswith("encoder.") and k.endswith("running_var"))] \
-        .fill_(float("inf"))
+    state["objective"][
+        next(k for k in state["objective"] if k.startswith("encoder.") and k.endswith("running_var"))
+    ].fill_(float("inf"))
     torch.save(state, tmp_path / "bad.pt")
-    refused = CliRunner().invoke(cli, ["eval", str(tmp_path / "bad.pt"), "--protocol", "knn", "--runs-dir", str(tmp_path)])
+    refused = CliRunner().invoke(
+        cli, ["eval", str(tmp_path / "bad.pt"), "--protocol", "knn", "--runs-dir", str(tmp_path)]
+    )
     assert refused.exit_code == 2 and "holds NaN or infinite values" in refused.output
     assert "Traceback" not in refused.output
 
@@ -212,12 +253,24 @@ def test_bad_data_is_found_before_the_first_step(tiny, host, tmp_path):
     for i in range(40):
         photo, cls = (photos.astronaut(), "person") if i % 2 else (photos.chelsea(), "cat")
         (train / cls).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.ascontiguousarray(photo[i * 4 : i * 4 + 64, i * 4 : i * 4 + 64])).save(train / cls / f"{i}.png")
+        Image.fromarray(np.ascontiguousarray(photo[i * 4 : i * 4 + 64, i * 4 : i * 4 + 64])).save(
+            train / cls / f"{i}.png"
+        )
     (train / "cat" / "empty.jpg").write_bytes(b"")
-    folder = {"name": "image_folder", "root": str(train), "test_root": str(train), "labeled": True,
-              "skip_unreadable": True}
-    sets = [f"dataset={json.dumps(folder)}", "augmentation.size=32", "trainer.batch_size=8", "trainer.max_steps=2",
-            "evaluators.0.k=5"]
+    folder = {
+        "name": "image_folder",
+        "root": str(train),
+        "test_root": str(train),
+        "labeled": True,
+        "skip_unreadable": True,
+    }
+    sets = [
+        f"dataset={json.dumps(folder)}",
+        "augmentation.size=32",
+        "trainer.batch_size=8",
+        "trainer.max_steps=2",
+        "evaluators.0.k=5",
+    ]
     record = record_run(tiny("simclr", *sets), host, runs_dir=tmp_path / "runs")
     assert read_run(record.run_dir)["info"]["data"]["skipped_files"] == {"train": 1, "test": 1}
 
@@ -241,8 +294,21 @@ def test_cli_reports_a_failed_run_in_one_paragraph(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     sets = [a for s in tiny_overrides("simclr") for a in ("--set", s)]
-    proc = subprocess.run([SSLX, "run", str(EXPERIMENTS / "simclr.json"), "--runs-dir", str(tmp_path / "runs"), *sets,
-                           "--set", f"dataset.root={empty}"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            SSLX,
+            "run",
+            str(EXPERIMENTS / "simclr.json"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            *sets,
+            "--set",
+            f"dataset.root={empty}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert f"Fashion-MNIST files not found: looked in {empty}" in proc.stderr
@@ -272,8 +338,13 @@ def test_lifecycle_hooks_fire_in_order(tiny, host, tmp_path):
 
     host.add_plugin(Observer(), "observer")
     record = record_run(tiny("simclr", "trainer.max_steps=3"), host, runs_dir=tmp_path)
-    assert calls == [("started", "simclr", True), ("step", 1, True, True), ("step", 2, True, True),
-                     ("step", 3, True, True), ("finished", "COMPLETED", ["eval.knn_top1"])]
+    assert calls == [
+        ("started", "simclr", True),
+        ("step", 1, True, True),
+        ("step", 2, True, True),
+        ("step", 3, True, True),
+        ("finished", "COMPLETED", ["eval.knn_top1"]),
+    ]
     assert read_run(record.run_dir)["metrics"]["observer.step"]["values"] == [1, 2, 3]
 
 
@@ -324,11 +395,24 @@ def test_cli_resume_continues_a_finished_run_with_its_recorded_config(tmp_path):
     from sslx.cli import cli
 
     sets = [a for s in tiny_overrides("simclr") for a in ("--set", s)]
-    first = CliRunner().invoke(cli, ["run", str(EXPERIMENTS / "simclr.json"), "--runs-dir", str(tmp_path), *sets,
-                                     "--set", "trainer.max_steps=4", "--name", "short"])
+    first = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(EXPERIMENTS / "simclr.json"),
+            "--runs-dir",
+            str(tmp_path),
+            *sets,
+            "--set",
+            "trainer.max_steps=4",
+            "--name",
+            "short",
+        ],
+    )
     assert first.exit_code == 0, first.output
-    second = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "1"), "--runs-dir", str(tmp_path),
-                                      "--set", "trainer.max_steps=6"])
+    second = CliRunner().invoke(
+        cli, ["run", "--resume", str(tmp_path / "1"), "--runs-dir", str(tmp_path), "--set", "trainer.max_steps=6"]
+    )
     assert second.exit_code == 0, second.output
     assert f"Run 2 COMPLETED: {tmp_path / '2'}" in second.output
     rec = read_run(tmp_path / "2")

@@ -44,8 +44,9 @@ def run_command(args: list[str]) -> tuple[int, set[str]]:
     every installed plugin: ``SSLX_LOAD_PLUGINS`` is unset); its exit status
     and the modules it loaded."""
     env = {k: v for k, v in os.environ.items() if k != "SSLX_LOAD_PLUGINS"}
-    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(args)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps(args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     return report["status"], set(report["modules"])
@@ -64,8 +65,9 @@ def test_help_and_version_import_no_torch(args):
     assert heavy(modules, NO_COMPONENTS) == []  # ...and imported nothing heavy
 
 
-@pytest.mark.parametrize("args", [["plugins"], ["validate", "experiments/moco.json"],
-                                  ["describe", "objective", "moco"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "args", [["plugins"], ["validate", "experiments/moco.json"], ["describe", "objective", "moco"]], ids=" ".join
+)
 def test_commands_that_read_components_import_no_build_time_library(args):
     status, modules = run_command(args)
     assert status == 0

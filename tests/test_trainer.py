@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from sslx.engine import checkpoint as ckpt
 from sslx.config import TrainerParams
+from sslx.engine import checkpoint as ckpt
 from sslx.engine.data import SeededBatchSampler, ViewDataset, train_loader
+from sslx.engine.trainer import MemoryRecorder, build, embedding_std, lr_at, make_optimizer, total_steps, train
 from sslx.errors import UserError
 from sslx.modules import cosine_momentum
-from sslx.engine.trainer import MemoryRecorder, build, embedding_std, lr_at, make_optimizer, total_steps, train
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -52,7 +52,9 @@ def test_each_process_gets_its_share_of_the_same_global_batches():
     """Under DDP, rank r of W gets positions r*n/W to (r+1)*n/W of every
     global batch: the same items with the same seeds as in one process."""
     whole = iter(SeededBatchSampler(size=50, batch_size=8, seed=3, start_step=2))
-    shares = [iter(SeededBatchSampler(size=50, batch_size=8, seed=3, start_step=2, rank=r, world_size=4)) for r in range(4)]
+    shares = [
+        iter(SeededBatchSampler(size=50, batch_size=8, seed=3, start_step=2, rank=r, world_size=4)) for r in range(4)
+    ]
     for _ in range(7):  # across an epoch boundary
         assert next(whole) == [key for share in shares for key in next(share)]
     with pytest.raises(ValueError, match="does not split evenly over 3 processes"):
@@ -167,8 +169,11 @@ def test_compiled_step_and_fused_optimizer_train_like_the_plain_ones(tiny, host)
     losses = {}
     for sets in ((), ("trainer.compile=true", "trainer.fused_optimizer=true")):
         recorder = MemoryRecorder()
-        train(tiny("simclr", "evaluators=[]", "trainer.max_steps=4", "trainer.log_every=1", "trainer.lr=0.01", *sets),
-              host, recorder)  # at rate 0.06 this tiny model is chaotic (see test_distributed)
+        train(
+            tiny("simclr", "evaluators=[]", "trainer.max_steps=4", "trainer.log_every=1", "trainer.lr=0.01", *sets),
+            host,
+            recorder,
+        )  # at rate 0.06 this tiny model is chaotic (see test_distributed)
         losses[sets] = [v for _, v in recorder.metrics["train.loss"]]
     plain, fast = losses.values()
     assert len(fast) == 4 and fast == pytest.approx(plain, rel=1e-3)

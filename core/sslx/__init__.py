@@ -45,11 +45,33 @@ if TYPE_CHECKING:
         TrainInfo,
     )
 
-_COMPONENTS = ("ArrayClips", "ArraySplit", "Augmentation", "Batch", "BatchedAugmentation", "ClipSplit", "DataInfo",
-               "Dataset", "Encoder", "EvalContext", "Evaluator", "ExportedBackbone", "ImageSplit", "NoParams",
-               "Objective", "ObjectiveOutput", "PairSampler", "Params", "Sample", "Tracks", "TrainInfo")
-
-__all__ = [*_COMPONENTS, "UserError", "__version__", "hookimpl"]
+__all__ = [
+    "ArrayClips",
+    "ArraySplit",
+    "Augmentation",
+    "Batch",
+    "BatchedAugmentation",
+    "ClipSplit",
+    "DataInfo",
+    "Dataset",
+    "Encoder",
+    "EvalContext",
+    "Evaluator",
+    "ExportedBackbone",
+    "ImageSplit",
+    "NoParams",
+    "Objective",
+    "ObjectiveOutput",
+    "PairSampler",
+    "Params",
+    "Sample",
+    "Tracks",
+    "TrainInfo",
+    "UserError",
+    "__version__",
+    "hookimpl",
+]
+_COMPONENTS = frozenset(__all__) - {"UserError", "__version__", "hookimpl"}  # from sslx.components, on first use
 
 
 def __getattr__(name: str) -> Any:

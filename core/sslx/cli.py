@@ -60,14 +60,22 @@ def report(ctx: click.Context, exc: BaseException) -> NoReturn:
     if isinstance(reason, KeyboardInterrupt):
         if failed is not None:
             again = f" --nproc {launched_world_size()}" if launched_world_size() > 1 else ""
-            click.secho(f"\n{failed.what} {failed.run_id} INTERRUPTED, recorded in {failed.run_dir}. "
-                        f"Continue it with: sslx run --resume {failed.run_dir}{again}", err=True, fg="yellow")
+            click.secho(
+                f"\n{failed.what} {failed.run_id} INTERRUPTED, recorded in {failed.run_dir}. "
+                f"Continue it with: sslx run --resume {failed.run_dir}{again}",
+                err=True,
+                fg="yellow",
+            )
         ctx.exit(130)
     known = isinstance(reason, (UserError, ProcessStopped, click.ClickException))
     if os.environ.get("SSLX_DEBUG") or not known:
         if failed is not None:
-            click.secho(f"{failed.what} {failed.run_id} FAILED, recorded in {failed.run_dir} "
-                        f"(the traceback is in its run.json).", err=True, fg="red")
+            click.secho(
+                f"{failed.what} {failed.run_id} FAILED, recorded in {failed.run_dir} "
+                f"(the traceback is in its run.json).",
+                err=True,
+                fg="red",
+            )
         raise reason
     if isinstance(reason, click.ClickException):
         raise reason
@@ -139,8 +147,14 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 
 
 @click.group(cls=SslxGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
-              help="Show the sslx version and every registered plugin, then exit.")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the sslx version and every registered plugin, then exit.",
+)
 @click.option("--strict-plugins", is_flag=True, help="Fail on any plugin problem (same as SSLX_STRICT_PLUGINS=1).")
 def cli(strict_plugins: bool) -> None:
     """sslx: self-supervised learning experiments, one plugin per method.
@@ -153,7 +167,10 @@ def cli(strict_plugins: bool) -> None:
 
 
 set_option = click.option(
-    "--set", "assignments", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override a value of the experiment, e.g. --set trainer.max_steps=100 (JSON values; repeatable).",
 )
 
@@ -183,20 +200,43 @@ def _print_recorded(record: RunRecord, evaluates: Path | None = None) -> None:
 @cli.command()
 @click.argument("experiment", required=False, type=click.Path(path_type=Path))
 @set_option
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
-              help="Where Sacred's file store writes run records.")
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Where Sacred's file store writes run records.",
+)
 @click.option("--name", help="Run name in the records (default: the experiment file's name).")
 @click.option("--comment", help="A comment stored with the run.")
-@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
-              help="Continue a stopped run from its last checkpoint, as a new run linked to the old one. "
-                   "EXPERIMENT defaults to the stopped run's recorded config.")
-@click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Train in N local processes under DDP (one per GPU; gloo on the CPU), started by torchrun's "
-                   "launcher; trainer.batch_size stays the global batch. For several machines run "
-                   "`torchrun ... -m sslx run EXPERIMENT` on each (see the README).")
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path),
+    help="Continue a stopped run from its last checkpoint, as a new run linked to the old one. "
+    "EXPERIMENT defaults to the stopped run's recorded config.",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Train in N local processes under DDP (one per GPU; gloo on the CPU), started by torchrun's "
+    "launcher; trainer.batch_size stays the global batch. For several machines run "
+    "`torchrun ... -m sslx run EXPERIMENT` on each (see the README).",
+)
 @click.pass_context
-def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...], runs_dir: Path,
-        name: str | None, comment: str | None, resume_dir: Path | None, nproc: int | None, **options: Any) -> None:
+def run(
+    ctx: click.Context,
+    experiment: Path | None,
+    assignments: tuple[str, ...],
+    runs_dir: Path,
+    name: str | None,
+    comment: str | None,
+    resume_dir: Path | None,
+    nproc: int | None,
+    **options: Any,
+) -> None:
     """Pretrain and evaluate the EXPERIMENT (a JSON file), recorded with Sacred
     in the file store (and by any recorder plugin whose options are given)."""
     from sslx.distributed import launched_rank, launched_world_size
@@ -221,13 +261,27 @@ def run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...
     from sslx.records import record_run
 
     _print_config(exp.config)
-    record = record_run(exp, _host(ctx), runs_dir=runs_dir, name=name, comment=comment, experiment_file=experiment,
-                        resume_from=resume_from, options=options)
+    record = record_run(
+        exp,
+        _host(ctx),
+        runs_dir=runs_dir,
+        name=name,
+        comment=comment,
+        experiment_file=experiment,
+        resume_from=resume_from,
+        options=options,
+    )
     _print_recorded(record)
 
 
-def _resolve_run(ctx: click.Context, experiment: Path | None, assignments: tuple[str, ...], name: str | None,
-                 resume_dir: Path | None, rank: int) -> tuple[ResolvedExperiment, Path, str | None, Path | None]:
+def _resolve_run(
+    ctx: click.Context,
+    experiment: Path | None,
+    assignments: tuple[str, ...],
+    name: str | None,
+    resume_dir: Path | None,
+    rank: int,
+) -> tuple[ResolvedExperiment, Path, str | None, Path | None]:
     """The experiment to run, its file, its name and the checkpoint it continues."""
     from sslx.engine.checkpoint import find_checkpoint, load
     from sslx.records import CONFIG, RunFolder, check_resumable
@@ -245,40 +299,68 @@ def _resolve_run(ctx: click.Context, experiment: Path | None, assignments: tuple
         status = previous.status if previous else None
         check_resumable(exp.config, load(resume_from)["config"], resume_dir, status)
         if previous is not None and status == "DIED" and not rank:  # its records end where it was killed: say so
-            previous.mark_failed("its process died without recording its end (killed, out of memory, or the "
-                                 "machine stopped)", by="sslx run --resume")
+            previous.mark_failed(
+                "its process died without recording its end (killed, out of memory, or the machine stopped)",
+                by="sslx run --resume",
+            )
     return exp, experiment, name, resume_from
 
 
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--protocol", "-p", required=True, metavar="NAME",
-              help="The evaluator to run (see `sslx describe evaluator`), e.g. linear, linear_layers, finetune, knn.")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="A parameter of the protocol (k=50, label_fraction=0.1), or a trainer./dataset./augmentation. "
-                   "setting of the run (trainer.device=cpu); JSON values, repeatable.")
-@click.option("--runs-dir", type=click.Path(path_type=Path),
-              help="Where to record the evaluation run (default: beside RUN_DIR, in the same file store).")
+@click.option(
+    "--protocol",
+    "-p",
+    required=True,
+    metavar="NAME",
+    help="The evaluator to run (see `sslx describe evaluator`), e.g. linear, linear_layers, finetune, knn.",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A parameter of the protocol (k=50, label_fraction=0.1), or a trainer./dataset./augmentation. "
+    "setting of the run (trainer.device=cpu); JSON values, repeatable.",
+)
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    help="Where to record the evaluation run (default: beside RUN_DIR, in the same file store).",
+)
 @click.option("--name", help="Run name in the records (default: <evaluated run's name>.eval.<protocol>).")
 @click.option("--comment", help="A comment stored with the run.")
 @click.pass_context
-def eval_(ctx: click.Context, run_dir: Path, protocol: str, assignments: tuple[str, ...], runs_dir: Path | None,
-          name: str | None, comment: str | None, **options: Any) -> None:
+def eval_(
+    ctx: click.Context,
+    run_dir: Path,
+    protocol: str,
+    assignments: tuple[str, ...],
+    runs_dir: Path | None,
+    name: str | None,
+    comment: str | None,
+    **options: Any,
+) -> None:
     """Evaluate the trained encoder of RUN_DIR (a run folder or a checkpoint)
     with one protocol, recorded as a new Sacred run that names RUN_DIR."""
     from sslx.records import record_evaluation
 
-    record = record_evaluation(run_dir, protocol, list(assignments), _host(ctx), runs_dir=runs_dir, name=name,
-                               comment=comment, options=options)
+    record = record_evaluation(
+        run_dir, protocol, list(assignments), _host(ctx), runs_dir=runs_dir, name=name, comment=comment, options=options
+    )
     _print_recorded(record, evaluates=run_dir)
 
 
 @cli.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The file to write.")
-@click.option("--format", "fmt", type=click.Choice(["torchvision", "safetensors"]),
-              help="torchvision: a torch.save'd state dict (+ FILE.json describing it); safetensors: a .safetensors "
-                   "file with the description in its metadata. Default: from the file's extension.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["torchvision", "safetensors"]),
+    help="torchvision: a torch.save'd state dict (+ FILE.json describing it); safetensors: a .safetensors "
+    "file with the description in its metadata. Default: from the file's extension.",
+)
 @click.pass_context
 def export_(ctx: click.Context, run_dir: Path, out: Path, fmt: str | None) -> None:
     """Write only the encoder weights of RUN_DIR (a run folder or a checkpoint),
@@ -288,10 +370,14 @@ def export_(ctx: click.Context, run_dir: Path, out: Path, fmt: str | None) -> No
 
     result = export_backbone(run_dir, out, fmt, _host(ctx))
     meta = result.metadata
-    click.echo(f"wrote {result.path} ({result.format}): {meta['model']}, {meta['out_dim']}-d features, "
-               f"from step {meta['source']['step']} of {meta['source']['checkpoint']}")
-    click.echo(f"inputs: {meta['input']['channels']} channel(s) scaled to [0, 1], normalised with mean "
-               f"{meta['input']['mean']} and std {meta['input']['std']}")
+    click.echo(
+        f"wrote {result.path} ({result.format}): {meta['model']}, {meta['out_dim']}-d features, "
+        f"from step {meta['source']['step']} of {meta['source']['checkpoint']}"
+    )
+    click.echo(
+        f"inputs: {meta['input']['channels']} channel(s) scaled to [0, 1], normalised with mean "
+        f"{meta['input']['mean']} and std {meta['input']['std']}"
+    )
     click.echo("load it with:\n\n" + "\n".join("    " + line for line in result.load_code.splitlines()))
 
 
@@ -307,8 +393,13 @@ def _print_config(config: dict[str, Any]) -> None:
 @cli.command()
 @click.argument("experiment", type=click.Path(path_type=Path))
 @set_option
-@click.option("--seconds", type=click.FloatRange(min=1), default=20.0, show_default=True,
-              help="About how long to measure, both measurements together.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=20.0,
+    show_default=True,
+    help="About how long to measure, both measurements together.",
+)
 @click.pass_context
 def bench(ctx: click.Context, experiment: Path, assignments: tuple[str, ...], seconds: float) -> None:
     """Measure an EXPERIMENT's training speed and print JSON: end-to-end
@@ -348,12 +439,17 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     listed = check_plugin_set(toml, host) if toml else []
     problems = host.load_problems() + [lp.problem for lp in listed if lp.problem]
     if as_json:
-        click.echo(json.dumps({
-            "sslx": sslx.__version__,
-            "plugins": [p.as_dict() for p in host.plugins],
-            "plugin_set": {"file": str(toml) if toml else None, "listed": [lp.__dict__ for lp in listed]},
-            "problems": problems,
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "sslx": sslx.__version__,
+                    "plugins": [p.as_dict() for p in host.plugins],
+                    "plugin_set": {"file": str(toml) if toml else None, "listed": [lp.__dict__ for lp in listed]},
+                    "problems": problems,
+                },
+                indent=2,
+            )
+        )
         ctx.exit(1 if problems else 0)
     for p in host.plugins:
         click.echo(f"{p.name}  {p.distribution or '(in-process)'} {p.version or ''}")
@@ -367,8 +463,10 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"\n{loaded} of {len(host.plugins)} installed plugins loaded.")
     if toml:
         ok = len(listed) - sum(bool(lp.problem) for lp in listed)
-        click.echo(f"First-party plugin set ({toml}): {ok} of {len(listed)} distributions installed at the "
-                   "listed versions and loaded.")
+        click.echo(
+            f"First-party plugin set ({toml}): {ok} of {len(listed)} distributions installed at the "
+            "listed versions and loaded."
+        )
     for line in problems:
         click.secho(f"problem: {line}", fg="red")
     ctx.exit(1 if problems else 0)
@@ -405,34 +503,60 @@ def describe(ctx: click.Context, kind: str, name: str | None, as_json: bool) -> 
         from sslx.config import TrainerParams
 
         title, what = "trainer settings (the experiment's `trainer` section)", "trainer"
-        description, params, schema = TrainerParams.__doc__ or "", params_of(TrainerParams), TrainerParams.model_json_schema()
+        description, params, schema = (
+            TrainerParams.__doc__ or "",
+            params_of(TrainerParams),
+            TrainerParams.model_json_schema(),
+        )
     elif kind in KIND_ALIASES:
         host = _host(ctx)
         if name is None:
-            raise UserError(f"give the NAME of the {KIND_ALIASES[kind]} to describe: "
-                            f"{', '.join(host.registry.names(KIND_ALIASES[kind]))}.")
+            raise UserError(
+                f"give the NAME of the {KIND_ALIASES[kind]} to describe: "
+                f"{', '.join(host.registry.names(KIND_ALIASES[kind]))}."
+            )
         info = host.component(KIND_ALIASES[kind], name)
         title, what, source = f"{info.kind} {info.name!r} from {info.provenance}", info.kind, info.provenance
         description, params, schema = info.description, info.params, info.json_schema()
     else:
         raise UserError(f"unknown kind {kind!r}: use one of {', '.join(KIND_NAMES)}, or trainer.")
     if as_json:
-        click.echo(json.dumps({
-            "kind": what, "name": name if source else None,
-            "plugin": source and source.plugin, "distribution": source and source.distribution,
-            "version": source and source.version, "description": description,
-            "parameters": [{"name": p.name, "type": p.type, "default": None if p.required else p.default,
-                            "required": p.required, "description": p.description} for p in params],
-            "json_schema": schema,
-        }, indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "kind": what,
+                    "name": name if source else None,
+                    "plugin": source and source.plugin,
+                    "distribution": source and source.distribution,
+                    "version": source and source.version,
+                    "description": description,
+                    "parameters": [
+                        {
+                            "name": p.name,
+                            "type": p.type,
+                            "default": None if p.required else p.default,
+                            "required": p.required,
+                            "description": p.description,
+                        }
+                        for p in params
+                    ],
+                    "json_schema": schema,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return
     click.echo(f"{title}\n\n  {description}\n")
     if source is not None and what in ("augmentation", "sampler"):
         from sslx.components import Augmentation
 
         cls = info.cls
-        on_device = (cls.batched is not Augmentation.batched if issubclass(cls, Augmentation)
-                     else bool(getattr(cls, "views_of_one_image", False)))
+        on_device = (
+            cls.batched is not Augmentation.batched
+            if issubclass(cls, Augmentation)
+            else bool(getattr(cls, "views_of_one_image", False))
+        )
         click.echo(f"  works with trainer.augment_on_device: {'yes' if on_device else 'no'}\n")
     if not params:
         click.echo("  (no parameters)")

@@ -136,9 +136,16 @@ class ArrayClips(ClipSplit):
     """An in-memory clip split: ``frames`` ``(N, T, H, W, C)`` uint8; ``audio``
     ``(N, S)`` float32 or None; ``tracks`` one :class:`Tracks` per clip or None."""
 
-    def __init__(self, frames: np.ndarray, labels: np.ndarray | None, info: DataInfo, fps: float,
-                 audio: np.ndarray | None = None, sample_rate: int | None = None,
-                 tracks: list[Tracks] | None = None):
+    def __init__(
+        self,
+        frames: np.ndarray,
+        labels: np.ndarray | None,
+        info: DataInfo,
+        fps: float,
+        audio: np.ndarray | None = None,
+        sample_rate: int | None = None,
+        tracks: list[Tracks] | None = None,
+    ):
         if frames.ndim != 5 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be an (N, T, H, W, C) uint8 array, got {frames.dtype}{frames.shape}")
         if (audio is None) != (sample_rate is None):
@@ -235,7 +242,9 @@ class BatchedAugmentation(abc.ABC):
     the global batch and apply its own rows."""
 
     @abc.abstractmethod
-    def draw(self, view: int, n: int, image_shape: tuple[int, int, int], generator: torch.Generator) -> dict[str, torch.Tensor]: ...
+    def draw(
+        self, view: int, n: int, image_shape: tuple[int, int, int], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]: ...
 
     @abc.abstractmethod
     def apply(self, view: int, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -314,8 +323,10 @@ class Batch:
     def to(self, device: torch.device, non_blocking: bool = True, channels_last: bool = False) -> Batch:
         layout = torch.channels_last if channels_last else torch.contiguous_format
         return Batch(
-            views=[v.to(device, non_blocking=non_blocking, memory_format=layout if v.ndim == 4 else torch.preserve_format)
-                   for v in self.views],
+            views=[
+                v.to(device, non_blocking=non_blocking, memory_format=layout if v.ndim == 4 else torch.preserve_format)
+                for v in self.views
+            ],
             index=self.index.to(device, non_blocking=non_blocking),
             label=self.label.to(device, non_blocking=non_blocking),
             meta={k: v.to(device, non_blocking=non_blocking) for k, v in self.meta.items()},

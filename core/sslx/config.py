@@ -20,12 +20,12 @@ JSON path, what was expected and what was found.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -43,39 +43,77 @@ COMPONENT_SECTIONS = ("dataset", "augmentation", "sampler", "encoder", "objectiv
 class TrainerParams(Params):
     """How the trainer runs: batch, optimizer, schedule, hardware, records."""
 
-    batch_size: int = Field(256, ge=2, description="Global batch size: samples per optimizer step (each has several views).")
-    epochs: int = Field(1, ge=1, description="Passes over the training split. With max_steps set, whichever comes first ends training.")
-    max_steps: int | None = Field(None, ge=1, description="Cap on optimizer steps (null: epochs decide). The LR schedule spans the capped length.")
-    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (with momentum, the usual choice for SimCLR/MoCo with a ResNet) or adamw.")
+    batch_size: int = Field(
+        256, ge=2, description="Global batch size: samples per optimizer step (each has several views)."
+    )
+    epochs: int = Field(
+        1, ge=1, description="Passes over the training split. With max_steps set, whichever comes first ends training."
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Cap on optimizer steps (null: epochs decide). The LR schedule spans the capped length."
+    )
+    optimizer: Literal["sgd", "adamw"] = Field(
+        "sgd", description="sgd (with momentum, the usual choice for SimCLR/MoCo with a ResNet) or adamw."
+    )
     lr: float = Field(0.06, gt=0, description="Peak learning rate, reached after warm-up. Not rescaled by batch size.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (or AdamW beta1).")
-    weight_decay: float = Field(5e-4, ge=0, description="Weight decay, applied to weights only (never to biases or normalisation parameters).")
+    weight_decay: float = Field(
+        5e-4, ge=0, description="Weight decay, applied to weights only (never to biases or normalisation parameters)."
+    )
     warmup_steps: int = Field(0, ge=0, description="Steps of linear warm-up from 0 to lr.")
-    schedule: Literal["cosine", "constant"] = Field("cosine", description="LR after warm-up: cosine decay to final_lr_ratio * lr, or constant.")
+    schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="LR after warm-up: cosine decay to final_lr_ratio * lr, or constant."
+    )
     final_lr_ratio: float = Field(0.0, ge=0, le=1, description="Final LR of the cosine schedule as a fraction of lr.")
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value (null: no clipping).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available, else the CPU.")
-    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on the CPU.")
-    channels_last: bool = Field(True, description="Keep images and convolution weights in channels-last memory layout (faster convolutions on CPUs and GPUs).")
-    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field("auto", description="DataLoader worker processes; auto: one per spare CPU core, at most 8.")
-    threads: int | None = Field(None, ge=1, description="torch intra-op threads of the training process (null: torch's default).")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on the CPU."
+    )
+    channels_last: bool = Field(
+        True,
+        description="Keep images and convolution weights in channels-last memory layout (faster convolutions on CPUs and GPUs).",
+    )
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="DataLoader worker processes; auto: one per spare CPU core, at most 8."
+    )
+    threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads of the training process (null: torch's default)."
+    )
     log_every: int = Field(10, ge=1, description="Log train.* and collapse.* metrics every this many steps.")
-    checkpoint_every: int = Field(200, ge=1, description="Write the resumable checkpoint every this many steps (always at the end).")
-    eval_every: int | None = Field(None, ge=1, description="Also run the evaluators every this many steps (null: only at the end).")
-    eval_at_start: bool = Field(False, description="Also run the evaluators before the first step (logged at step 0): the "
-                                                   "untrained encoder's scores, the floor a run must beat.")
-    compile: bool = Field(False, description="torch.compile the training step's model (the objective, under DDP too): "
-                                             "faster steps on GPUs after a compilation of seconds to minutes.")
-    fused_optimizer: bool = Field(False, description="Use the optimizer's fused kernel (one kernel for all parameters; "
-                                                     "faster on GPUs).")
-    augment_on_device: bool = Field(False, description="Keep the training images on the training device as uint8 and make "
-                                                       "each batch's views there, all samples at once, each with its own "
-                                                       "random parameters (no loader workers). Needs an augmentation with a "
-                                                       "batched path and a sampler whose samples are views of one image "
-                                                       "(`sslx describe` says which have them).")
-    sync_batchnorm: bool = Field(True, description="With several processes, normalise BatchNorm layers with the statistics of the "
-                                                  "global batch (SyncBatchNorm), as one process would; false keeps per-process "
-                                                  "statistics (faster, but the answer then depends on the number of processes).")
+    checkpoint_every: int = Field(
+        200, ge=1, description="Write the resumable checkpoint every this many steps (always at the end)."
+    )
+    eval_every: int | None = Field(
+        None, ge=1, description="Also run the evaluators every this many steps (null: only at the end)."
+    )
+    eval_at_start: bool = Field(
+        False,
+        description="Also run the evaluators before the first step (logged at step 0): the "
+        "untrained encoder's scores, the floor a run must beat.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the training step's model (the objective, under DDP too): "
+        "faster steps on GPUs after a compilation of seconds to minutes.",
+    )
+    fused_optimizer: bool = Field(
+        False, description="Use the optimizer's fused kernel (one kernel for all parameters; faster on GPUs)."
+    )
+    augment_on_device: bool = Field(
+        False,
+        description="Keep the training images on the training device as uint8 and make "
+        "each batch's views there, all samples at once, each with its own "
+        "random parameters (no loader workers). Needs an augmentation with a "
+        "batched path and a sampler whose samples are views of one image "
+        "(`sslx describe` says which have them).",
+    )
+    sync_batchnorm: bool = Field(
+        True,
+        description="With several processes, normalise BatchNorm layers with the statistics of the "
+        "global batch (SyncBatchNorm), as one process would; false keeps per-process "
+        "statistics (faster, but the answer then depends on the number of processes).",
+    )
     eval_batch_size: int = Field(512, ge=1, description="Batch size for feature extraction in evaluators.")
     progress: bool = Field(True, description="Show progress bars.")
 
@@ -125,7 +163,9 @@ def read_experiment(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise UserError(f"{path}: no such experiment file. Give the path to a JSON file such as experiments/moco.json.") from None
+        raise UserError(
+            f"{path}: no such experiment file. Give the path to a JSON file such as experiments/moco.json."
+        ) from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read the experiment file: {exc.strerror}.") from None
     try:
@@ -185,8 +225,9 @@ def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str,
 # validation
 
 
-def resolve(data: dict[str, Any], host: PluginHost, source: str = "experiment",
-            overrides: Sequence[str] = ()) -> ResolvedExperiment:
+def resolve(
+    data: dict[str, Any], host: PluginHost, source: str = "experiment", overrides: Sequence[str] = ()
+) -> ResolvedExperiment:
     """Validate an experiment against the registered components.
 
     Raises :class:`ConfigError` listing every problem with its JSON path; a
@@ -205,7 +246,12 @@ def resolve(data: dict[str, Any], host: PluginHost, source: str = "experiment",
     components: dict[str, tuple[ComponentInfo, Params]] = {}
     for section in COMPONENT_SECTIONS:
         if section not in data:
-            problems.append((f"/{section}", f"missing section: which {section} to use, as {{\"name\": ...}}. " + _names(host, section)))
+            problems.append(
+                (
+                    f"/{section}",
+                    f'missing section: which {section} to use, as {{"name": ...}}. ' + _names(host, section),
+                )
+            )
             continue
         got = _component(host, section, data[section], f"/{section}", problems)
         if got is not None:
@@ -267,15 +313,22 @@ def resolve_component(host: PluginHost, kind: str, raw: Any, source: str) -> tup
     got = _component(host, kind, raw, "", problems)
     if problems or got is None:
         # the paths are parameter names here, not places in a file: "--set k=0: k: expected ..."
-        raise UserError("\n".join(
-            f"{source}: " + (f"{path.strip('/').replace('/', '.')}: " if path.strip("/") not in ("", "name") else "")
-            + message for path, message in problems))
+        raise UserError(
+            "\n".join(
+                f"{source}: "
+                + (f"{path.strip('/').replace('/', '.')}: " if path.strip("/") not in ("", "name") else "")
+                + message
+                for path, message in problems
+            )
+        )
     return got
 
 
-def _component(host: PluginHost, kind: str, raw: Any, path: str, problems: list[tuple[str, str]]) -> tuple[ComponentInfo, Params] | None:
+def _component(
+    host: PluginHost, kind: str, raw: Any, path: str, problems: list[tuple[str, str]]
+) -> tuple[ComponentInfo, Params] | None:
     if not isinstance(raw, dict):
-        problems.append((path, f"expected an object such as {{\"name\": ...}}, got {_json_type(raw)}."))
+        problems.append((path, f'expected an object such as {{"name": ...}}, got {_json_type(raw)}.'))
         return None
     name = raw.get("name")
     if name is None:
@@ -297,7 +350,11 @@ def _validate_model(model: type[BaseModel], raw: Any, path: str, problems: list[
         return model.model_validate_json(json.dumps(raw), strict=True)
     except ValidationError as exc:
         whose = _owner(owner)
-        hint = " See `sslx describe " + (owner if isinstance(owner, str) else f"{owner.kind} {owner.name}") + "`." if owner else ""
+        hint = (
+            " See `sslx describe " + (owner if isinstance(owner, str) else f"{owner.kind} {owner.name}") + "`."
+            if owner
+            else ""
+        )
         fields = list(model.model_fields)
         grouped: dict[str, list[Any]] = {}
         for err in exc.errors():

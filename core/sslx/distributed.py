@@ -24,8 +24,20 @@ from torch import nn
 
 from sslx.errors import UserError
 
-__all__ = ["GlobalBatchNorm", "all_reduce_sum", "barrier", "gather", "gather_no_grad", "is_distributed",
-           "is_main_process", "local_part", "mean_across_processes", "own_rows", "rank", "world_size"]
+__all__ = [
+    "GlobalBatchNorm",
+    "all_reduce_sum",
+    "barrier",
+    "gather",
+    "gather_no_grad",
+    "is_distributed",
+    "is_main_process",
+    "local_part",
+    "mean_across_processes",
+    "own_rows",
+    "rank",
+    "world_size",
+]
 
 # How long a process waits in a collective for the others, e.g. while rank 0
 # runs the evaluators mid-training (SSLX_DIST_TIMEOUT, in seconds).
@@ -91,8 +103,11 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=_timeout(),
-                            device_id=device if device.type == "cuda" else None)
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo",
+        timeout=_timeout(),
+        device_id=device if device.type == "cuda" else None,
+    )
     try:
         yield device
         dist.barrier()  # no process tears the group down while another still talks to it
@@ -107,7 +122,8 @@ def lost_contact(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and any(
-        s in text for s in ("gloo", "NCCL", "Connection reset by peer", "Connection closed by peer", "timed out"))
+        s in text for s in ("gloo", "NCCL", "Connection reset by peer", "Connection closed by peer", "timed out")
+    )
 
 
 def barrier() -> None:
@@ -257,7 +273,9 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        new = GlobalBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         with torch.no_grad():
             if module.affine:
                 new.weight, new.bias = module.weight, module.bias

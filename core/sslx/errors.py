@@ -25,8 +25,10 @@ class ConfigError(UserError):
     def __init__(self, source: str, problems: list[tuple[str, str]], overrides: dict[str, str] | None = None):
         self.source = source
         self.problems = problems
-        lines = [f"{_origin(path, source, overrides or {})}{':' + path if path else ''}: {message}"
-                 for path, message in problems]
+        lines = [
+            f"{_origin(path, source, overrides or {})}{':' + path if path else ''}: {message}"
+            for path, message in problems
+        ]
         super().__init__("\n".join(lines))
 
 

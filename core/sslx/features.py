@@ -8,6 +8,7 @@ a single pass over the data.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from typing import TypeAlias
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from sslx.errors import UserError
 
 __all__ = ["EvalViews", "extract", "extract_features", "labeled_or_error", "split_labels"]
 
-Features = torch.Tensor | dict[str, torch.Tensor]
+Features: TypeAlias = "torch.Tensor | dict[str, torch.Tensor]"
 
 
 class EvalViews(torch.utils.data.Dataset):

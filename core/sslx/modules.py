@@ -14,7 +14,9 @@ from sslx.distributed import gather_no_grad
 __all__ = ["FeatureQueue", "MemoryBank", "cosine_momentum", "ema_update", "projection_mlp"]
 
 
-def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bias: bool = True) -> nn.Sequential:
+def projection_mlp(
+    in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bias: bool = True
+) -> nn.Sequential:
     """``num_layers`` linear layers with BatchNorm and ReLU between them (the
     SimCLR/MoCo v2 projection head). ``last_bias=False`` drops the last
     layer's bias, as Barlow Twins and VICReg do: their losses are blind to a
@@ -148,7 +150,9 @@ class MemoryBank(nn.Module):
         features = gather_no_grad(features.detach().to(self.features.device))
         rows, inverse = torch.unique(index, return_inverse=True)  # rows sorted, inverse maps each entry to its row
         if rows.shape[0] == index.shape[0]:  # no repeats: one feature per row
-            new = torch.empty_like(features, dtype=self.features.dtype).index_copy_(0, inverse, features.to(self.features.dtype))
+            new = torch.empty_like(features, dtype=self.features.dtype).index_copy_(
+                0, inverse, features.to(self.features.dtype)
+            )
         else:  # the mean of each row's features, as a product with a (rows, B) averaging matrix
             onehot = (inverse[None, :] == torch.arange(rows.shape[0], device=index.device)[:, None]).double()
             new = ((onehot / onehot.sum(dim=1, keepdim=True)) @ features.double()).to(self.features.dtype)

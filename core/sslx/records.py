@@ -94,13 +94,17 @@ class RunFolder:
 
     path: Path
 
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
     @classmethod
     def open(cls, path: Path | str) -> RunFolder:
         """The run folder at ``path``; a UserError when it is not one."""
         folder = cls(Path(path))
         if not folder.is_run():
-            raise UserError(f"{path} is not a run folder: it has no {RUN}. Give a folder written by `sslx run`, "
-                            "such as runs/3.")
+            raise UserError(
+                f"{path} is not a run folder: it has no {RUN}. Give a folder written by `sslx run`, such as runs/3."
+            )
         return folder
 
     def is_run(self) -> bool:
@@ -156,7 +160,7 @@ class RunFolder:
         beat = run.get("heartbeat") or run.get("start_time")
         if not beat:
             return False
-        age = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.datetime.fromisoformat(beat)
+        age = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.datetime.fromisoformat(beat)
         return age.total_seconds() > STALE_AFTER_S
 
     def uid(self) -> str:
@@ -211,8 +215,12 @@ def _process_start(pid: int) -> int | None:
 
 def this_process() -> dict[str, Any]:
     """The note that lets a reader tell later whether this process still runs."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid()),
-            "boot_id": _boot_id()}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start": _process_start(os.getpid()),
+        "boot_id": _boot_id(),
+    }
 
 
 def find_runs(paths: Iterable[Path]) -> list[RunFolder]:
@@ -249,17 +257,35 @@ def list_runs(store: Path) -> list[RunFolder]:
 # it from its last good checkpoint with a lower trainer.lr); the change is recorded in the new run's config.
 # Everything else (the method, the data, the model, the optimizer's kind, momentum and weight decay, the
 # batch) would make the continuation a different experiment than the weights it starts from.
-RESUMABLE_CHANGES = frozenset({"epochs", "max_steps", "num_workers", "threads", "progress", "log_every",
-                               "checkpoint_every", "eval_every", "eval_batch_size", "device", "sync_batchnorm",
-                               "lr", "warmup_steps", "schedule", "final_lr_ratio", "grad_clip"})
+RESUMABLE_CHANGES = frozenset(
+    {
+        "epochs",
+        "max_steps",
+        "num_workers",
+        "threads",
+        "progress",
+        "log_every",
+        "checkpoint_every",
+        "eval_every",
+        "eval_batch_size",
+        "device",
+        "sync_batchnorm",
+        "lr",
+        "warmup_steps",
+        "schedule",
+        "final_lr_ratio",
+        "grad_clip",
+    }
+)
 
 
 def check_resumable(config: dict[str, Any], saved: dict[str, Any], run_dir: Path, status: str | None = None) -> None:
     """Raise a UserError naming every setting in which ``config`` differs from
     the ``saved`` config of the checkpoint it would continue, or when the run
     (of ``status``) completed and ``config`` gives it no more steps."""
-    if status == "COMPLETED" and all(config["trainer"].get(k) == saved.get("trainer", {}).get(k)
-                                     for k in ("epochs", "max_steps")):
+    if status == "COMPLETED" and all(
+        config["trainer"].get(k) == saved.get("trainer", {}).get(k) for k in ("epochs", "max_steps")
+    ):
         raise UserError(
             f"cannot resume {run_dir}: it COMPLETED all its training steps, so there is nothing to continue. Give "
             f"it more steps (`sslx run --resume {run_dir} --set trainer.max_steps=N`, or trainer.epochs), or "
@@ -269,8 +295,11 @@ def check_resumable(config: dict[str, Any], saved: dict[str, Any], run_dir: Path
     for key in sorted(set(config) | set(saved)):
         if key == "trainer":
             ours, theirs = config.get(key, {}), saved.get(key, {})
-            diffs += [f"trainer.{k}" for k in sorted(set(ours) | set(theirs))
-                      if k not in RESUMABLE_CHANGES and ours.get(k) != theirs.get(k)]
+            diffs += [
+                f"trainer.{k}"
+                for k in sorted(set(ours) | set(theirs))
+                if k not in RESUMABLE_CHANGES and ours.get(k) != theirs.get(k)
+            ]
         elif key != "description" and config.get(key) != saved.get(key):
             diffs.append(key)
     if diffs:
@@ -390,8 +419,13 @@ def _git_info(path: Path) -> dict[str, Any] | None:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", str(path.resolve())], cwd=cwd,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", str(path.resolve())],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return {"commit": sha.stdout.strip(), "experiment_file_modified": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return None
@@ -409,8 +443,15 @@ def _versions(host: PluginHost) -> dict[str, Any]:
 
 
 def _components(items: Iterable[tuple[str, ComponentInfo]]) -> dict[str, Any]:
-    return {kind: {"name": ci.name, "plugin": ci.provenance.plugin, "distribution": ci.provenance.distribution,
-                   "version": ci.provenance.version} for kind, ci in items}
+    return {
+        kind: {
+            "name": ci.name,
+            "plugin": ci.provenance.plugin,
+            "distribution": ci.provenance.distribution,
+            "version": ci.provenance.version,
+        }
+        for kind, ci in items
+    }
 
 
 @dataclass
@@ -448,8 +489,13 @@ class _Session:
         ex.observers.extend(observers)
         return cls(ex, files, observers, what)
 
-    def run(self, body: Callable[[Any, SacredRecorder], dict[str, float]], info: dict[str, Any], name: str,
-            comment: str | None) -> RunRecord:
+    def run(
+        self,
+        body: Callable[[Any, SacredRecorder], dict[str, float]],
+        info: dict[str, Any],
+        name: str,
+        comment: str | None,
+    ) -> RunRecord:
         """Run ``body(sacred_run, recorder)`` as the experiment's main function;
         a failure is recorded (status, ``info.failure``, trace) and raised as
         :class:`RunFailed`."""
@@ -588,13 +634,24 @@ def record_evaluation(
         "checkpoint": str(checkpoint.resolve()),
         "step": job.step,
     }
-    config = {"seed": job.exp.seed, "evaluates": evaluates, "protocol": job.protocol_config,
-              "pretraining": job.exp.config}
+    config = {
+        "seed": job.exp.seed,
+        "evaluates": evaluates,
+        "protocol": job.protocol_config,
+        "pretraining": job.exp.config,
+    }
     run_name = name or f"{evaluates['name'] or source.id}.eval.{job.protocol_config['name']}"
-    recording = Recording(new_uid(), run_name, config, Path(runs_dir) if runs_dir else source.path.parent,
-                          dict(options or {}))
+    recording = Recording(
+        new_uid(), run_name, config, Path(runs_dir) if runs_dir else source.path.parent, dict(options or {})
+    )
     session = _Session.new(recording, host, "Evaluation run")
-    info = {UID_KEY: recording.uid, PROCESS_KEY: this_process(), **_versions(host), "evaluates": evaluates,
-            "components": _components([("evaluator", job.evaluator[0]),
-                                       *((k, ci) for k, (ci, _) in job.exp.components.items())])}
+    info = {
+        UID_KEY: recording.uid,
+        PROCESS_KEY: this_process(),
+        **_versions(host),
+        "evaluates": evaluates,
+        "components": _components(
+            [("evaluator", job.evaluator[0]), *((k, ci) for k, (ci, _) in job.exp.components.items())]
+        ),
+    }
     return session.run(lambda _run, recorder: job.run(recorder), info, run_name, comment)

@@ -161,7 +161,9 @@ class Registry:
         return self._items[kind].get(name)
 
     def all(self) -> list[ComponentInfo]:
-        return [info for kind in KIND_NAMES for name, info in sorted(self._items[kind].items()) if self.find(kind, name)]
+        return [
+            info for kind in KIND_NAMES for name, info in sorted(self._items[kind].items()) if self.find(kind, name)
+        ]
 
     def unknown_name_message(self, kind: str, name: object) -> str:
         owners = self._conflicts.get((kind, name)) if isinstance(name, str) else None

@@ -67,9 +67,11 @@ def model_only(exp: ResolvedExperiment, seconds: float, warmup: int) -> tuple[fl
     objective = to_device(parts.objective, device, t.channels_last).train()
     optimizer = make_optimizer(objective, t)
     shape = ViewDataset(parts.dataset.split("train"), parts.sampler, parts.augmentation).__getitems__(
-        [(i, i) for i in range(t.batch_size // parts.sampler.group_size)])
-    batch = Batch(views=[torch.randn_like(v) for v in shape.views], index=shape.index, label=shape.label,
-                  meta=shape.meta).to(device, channels_last=t.channels_last)
+        [(i, i) for i in range(t.batch_size // parts.sampler.group_size)]
+    )
+    batch = Batch(
+        views=[torch.randn_like(v) for v in shape.views], index=shape.index, label=shape.label, meta=shape.meta
+    ).to(device, channels_last=t.channels_last)
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
     step, start, timed = 0, 0.0, 0
     while True:
@@ -95,9 +97,17 @@ def end_to_end(exp: ResolvedExperiment, host: PluginHost, steps: int, warmup: in
     """Steps per second of the real trainer over ``steps`` steps after ``warmup``."""
     from sslx.config import apply_overrides, resolve
 
-    raw = apply_overrides(exp.config, [f"trainer.max_steps={warmup + steps}", "evaluators=[]", "trainer.progress=false",
-                                       "trainer.eval_at_start=false", "trainer.eval_every=null",
-                                       f"trainer.checkpoint_every={warmup + steps}"])
+    raw = apply_overrides(
+        exp.config,
+        [
+            f"trainer.max_steps={warmup + steps}",
+            "evaluators=[]",
+            "trainer.progress=false",
+            "trainer.eval_at_start=false",
+            "trainer.eval_every=null",
+            f"trainer.checkpoint_every={warmup + steps}",
+        ],
+    )
     clock = StepClock({warmup, warmup + steps})
     host.add_plugin(clock, "sslx-bench-clock")
     try:

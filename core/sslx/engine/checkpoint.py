@@ -52,8 +52,10 @@ def find_checkpoint(run: Path, final_first: bool = False) -> Path:
         if (run / name).exists():
             return run / name
     if final_first and not run.is_dir():
-        raise UserError(f"{run}: no such run folder or checkpoint file. Give a run folder such as runs/3 "
-                        f"(it holds {FINAL}) or a checkpoint file.")
+        raise UserError(
+            f"{run}: no such run folder or checkpoint file. Give a run folder such as runs/3 "
+            f"(it holds {FINAL}) or a checkpoint file."
+        )
     purpose = "to read" if final_first else "to resume from"
     raise UserError(
         f"{run}: this run has no checkpoint {purpose} (looked for {names[0]} and {names[1]}). Give the directory "

@@ -51,16 +51,22 @@ class ViewDataset(torch.utils.data.Dataset):
             self.sampler.seed(derive_seed(item_seed, 2))
             group = self.sampler.sample_group(self.split, i, self.augmentation)
             if len(group) != self.sampler.group_size:
-                raise RuntimeError(f"sampler {self.sampler.name!r} returned {len(group)} samples for item {i}, "
-                                   f"but its group_size is {self.sampler.group_size}")
+                raise RuntimeError(
+                    f"sampler {self.sampler.name!r} returned {len(group)} samples for item {i}, "
+                    f"but its group_size is {self.sampler.group_size}"
+                )
             samples += group
             items += [i] * len(group)
             item_label = int(labels[i]) if labels is not None else -1
             label += [item_label if s.label is None else s.label for s in group]
         views = [torch.stack([s.views[v] for s in samples]) for v in range(len(samples[0].views))]
         meta = {k: torch.as_tensor(np.asarray([s.meta[k] for s in samples])) for k in samples[0].meta}
-        return Batch(views=views, index=torch.as_tensor(items, dtype=torch.long),
-                     label=torch.as_tensor(label, dtype=torch.long), meta=meta)
+        return Batch(
+            views=views,
+            index=torch.as_tensor(items, dtype=torch.long),
+            label=torch.as_tensor(label, dtype=torch.long),
+            meta=meta,
+        )
 
     def __getitem__(self, key: tuple[int, int]) -> Batch:
         return self.__getitems__([key])
@@ -91,7 +97,9 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
             order = torch.randperm(self.size, generator=gen).tolist()
             for b in range(first, self.steps_per_epoch):
                 chunk = order[b * self.batch_size : (b + 1) * self.batch_size]
-                seeds = np.random.SeedSequence([self.seed, epoch, b, 1]).generate_state(len(chunk), np.uint64) >> np.uint64(1)
+                seeds = np.random.SeedSequence([self.seed, epoch, b, 1]).generate_state(
+                    len(chunk), np.uint64
+                ) >> np.uint64(1)
                 yield [(i, int(s)) for i, s in zip(chunk, seeds, strict=True)][self.positions]
             epoch, first = epoch + 1, 0
 
@@ -125,13 +133,20 @@ def auto_workers(requested: int | str) -> int:
 
 
 def train_loader(
-    dataset: ViewDataset, batch_size: int, seed: int, start_step: int, num_workers: int, pin_memory: bool,
-    rank: int = 0, world_size: int = 1,
+    dataset: ViewDataset,
+    batch_size: int,
+    seed: int,
+    start_step: int,
+    num_workers: int,
+    pin_memory: bool,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """This process's share (``rank`` of ``world_size``) of global batches of
     ``batch_size`` samples (``batch_size / group_size`` items each)."""
-    sampler = SeededBatchSampler(len(dataset), batch_size // dataset.sampler.group_size, seed, start_step,
-                                 rank, world_size)
+    sampler = SeededBatchSampler(
+        len(dataset), batch_size // dataset.sampler.group_size, seed, start_step, rank, world_size
+    )
     return DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -157,19 +172,36 @@ class DeviceBatches:
     seed and ``v``, drawn for the whole global batch, so that each process
     of a distributed run applies its rows of the same draws."""
 
-    def __init__(self, split: ImageSplit, sampler: PairSampler, augmentation: Augmentation, batch_size: int, seed: int,
-                 start_step: int, device: torch.device, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        split: ImageSplit,
+        sampler: PairSampler,
+        augmentation: Augmentation,
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         batched = augmentation.batched()
         if batched is None or not sampler.views_of_one_image or sampler.group_size != 1:
-            missing = (f"augmentation {augmentation.name!r} has no batched path" if batched is None else
-                       f"sampler {sampler.name!r} does not make plain views of one image")
-            raise UserError(f"trainer.augment_on_device needs an augmentation with a batched path and a sampler whose "
-                            f"samples are views of one image (`sslx describe augmentation NAME` and `sslx describe "
-                            f"sampler NAME` say whether one has), but {missing}: change it, or set "
-                            f"trainer.augment_on_device to false.")
+            missing = (
+                f"augmentation {augmentation.name!r} has no batched path"
+                if batched is None
+                else f"sampler {sampler.name!r} does not make plain views of one image"
+            )
+            raise UserError(
+                f"trainer.augment_on_device needs an augmentation with a batched path and a sampler whose "
+                f"samples are views of one image (`sslx describe augmentation NAME` and `sslx describe "
+                f"sampler NAME` say whether one has), but {missing}: change it, or set "
+                f"trainer.augment_on_device to false."
+            )
         if split.info.image_size is None:
-            raise UserError("trainer.augment_on_device keeps the images in one tensor, so they must all have one size; "
-                            "this dataset's vary: set trainer.augment_on_device to false.")
+            raise UserError(
+                "trainer.augment_on_device keeps the images in one tensor, so they must all have one size; "
+                "this dataset's vary: set trainer.augment_on_device to false."
+            )
         images = np.stack([split.image(i) for i in range(len(split))])  # (N, H, W, C) uint8
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
         self.labels = torch.as_tensor(split.labels if split.labels is not None else np.full(len(split), -1))

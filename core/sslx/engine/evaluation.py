@@ -10,15 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sslx.engine import checkpoint as ckpt
 from sslx.components import Params
 from sslx.config import ResolvedExperiment, apply_overrides, resolve, resolve_component
-from sslx.errors import UserError
-from sslx.registry import ComponentInfo
+from sslx.engine import checkpoint as ckpt
 from sslx.engine.trainer import (
     Parts,
     Recorder,
@@ -29,6 +27,8 @@ from sslx.engine.trainer import (
     seed_everything,
     to_device,
 )
+from sslx.errors import UserError
+from sslx.registry import ComponentInfo
 
 if TYPE_CHECKING:
     from sslx.plugins import PluginHost
@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 EVAL_CHANGEABLE = ("dataset", "augmentation", "trainer")
 
 
-def load_trained(path: Path, host: PluginHost, assignments: Sequence[str] = ()) -> tuple[ResolvedExperiment, Parts, int]:
+def load_trained(
+    path: Path, host: PluginHost, assignments: Sequence[str] = ()
+) -> tuple[ResolvedExperiment, Parts, int]:
     """The experiment a checkpoint was trained with (``assignments`` applied:
     ``KEY=VALUE`` strings as in ``--set``), its components, and its step; the
     encoder's weights are loaded with ``strict=True``, the rest of the
@@ -59,8 +61,10 @@ def load_trained(path: Path, host: PluginHost, assignments: Sequence[str] = ()) 
     try:
         parts.encoder.load_state_dict(ckpt.encoder_state(state), strict=True)
     except RuntimeError as exc:
-        raise UserError(f"{path}: the saved weights do not fit encoder {exp.config['encoder']}: {exc}. Was the "
-                        f"encoder plugin changed since the run? Install the version the run used.") from None
+        raise UserError(
+            f"{path}: the saved weights do not fit encoder {exp.config['encoder']}: {exc}. Was the "
+            f"encoder plugin changed since the run? Install the version the run used."
+        ) from None
     # the objective's own parts too (heads, the audio branch of a two-modality method) for evaluators that
     # use them; state sized by the data (a memory bank under another dataset) keeps its fresh values
     own = parts.objective.state_dict()
@@ -102,8 +106,10 @@ def prepare_evaluation(checkpoint: Path, protocol: str, assignments: list[str], 
         key = a.partition("=")[0].strip()
         first = key.split(".")[0]
         if "." in key and first not in EVAL_CHANGEABLE:
-            raise UserError(f"--set {a!r}: an evaluation may change only {', '.join(EVAL_CHANGEABLE)} settings of "
-                            f"the run, or the evaluator's own parameters (plain keys such as k=50).")
+            raise UserError(
+                f"--set {a!r}: an evaluation may change only {', '.join(EVAL_CHANGEABLE)} settings of "
+                f"the run, or the evaluator's own parameters (plain keys such as k=50)."
+            )
         (run_sets if first in EVAL_CHANGEABLE else protocol_sets).append(a)
     raw = apply_overrides({"name": protocol}, protocol_sets)
     source = f"--protocol {protocol}" + "".join(f" --set {a}" for a in protocol_sets)

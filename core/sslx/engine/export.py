@@ -24,12 +24,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sslx
 from sslx.engine import checkpoint as ckpt
-from sslx.errors import UserError
 from sslx.engine.evaluation import load_trained
+from sslx.errors import UserError
 
 if TYPE_CHECKING:
     from sslx.plugins import PluginHost
@@ -61,10 +61,19 @@ def export_backbone(run: Path, out: Path, fmt: str | None, host: PluginHost) -> 
         "code": exported.code,
         "encoder": exp.config["encoder"],
         "out_dim": encoder.out_dim,
-        "input": {"channels": data.channels, "image_size": data.image_size, "mean": data.mean, "std": data.std,
-                  "note": "images scaled to [0, 1], then normalised per channel with mean and std"},
-        "source": {"checkpoint": str(Path(path).resolve()), "step": step,
-                   "objective": exp.config["objective"]["name"], "dataset": exp.config["dataset"]},
+        "input": {
+            "channels": data.channels,
+            "image_size": data.image_size,
+            "mean": data.mean,
+            "std": data.std,
+            "note": "images scaled to [0, 1], then normalised per channel with mean and std",
+        },
+        "source": {
+            "checkpoint": str(Path(path).resolve()),
+            "step": step,
+            "objective": exp.config["objective"]["name"],
+            "dataset": exp.config["dataset"],
+        },
         "sslx_version": sslx.__version__,
         "format": fmt,
     }

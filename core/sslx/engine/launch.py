@@ -51,8 +51,9 @@ def launch(nproc: int, argv: list[str]) -> None:
         state = Path(tmp) / "run_dir"
         os.environ[STATE_ENV] = str(state)
         args = get_args_parser().parse_args(
-            ["--standalone", "--nnodes=1", f"--nproc-per-node={nproc}", "--monitor-interval=0.2", "--module", "sslx", *argv]
+            ["--standalone", "--nnodes=1", f"--nproc-per-node={nproc}", "--monitor-interval=0.2", "--module", "sslx"]
         )
+        args.training_script_args = list(argv)  # as given: torchrun's parser would read `--nproc` as its own option
         try:
             run(args)
         except SignalException:  # Ctrl-C (or a SIGTERM): torchrun has passed it on to the processes
@@ -61,8 +62,11 @@ def launch(nproc: int, argv: list[str]) -> None:
             run_dir = Path(state.read_text()) if state.exists() else None
             summary = _summary(exc)
             marked = RunFolder(run_dir).mark_failed(summary, "the sslx launcher") if run_dir else False
-            where = (f" The run is recorded as FAILED in {run_dir}{' (marked by the launcher)' if marked else ''}."
-                     if run_dir else " No run was recorded.")
+            where = (
+                f" The run is recorded as FAILED in {run_dir}{' (marked by the launcher)' if marked else ''}."
+                if run_dir
+                else " No run was recorded."
+            )
             raise ProcessStopped(
                 f"the distributed run stopped: {summary}.{where} The failing process's own error, if it could print "
                 f"one, is above (a process killed by SIGKILL was often out of memory). Fix the cause and start "

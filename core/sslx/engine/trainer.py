@@ -8,10 +8,10 @@ its state) and nothing about Sacred (it writes through a :class:`Recorder`).
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import random
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import sslx
-from sslx.engine import checkpoint as ckpt
 from sslx import distributed
 from sslx.components import (
     Augmentation,
@@ -41,6 +40,7 @@ from sslx.components import (
     TrainInfo,
 )
 from sslx.config import ResolvedExperiment, TrainerParams
+from sslx.engine import checkpoint as ckpt
 from sslx.engine.data import DeviceBatches, ViewDataset, auto_workers, train_loader, worker_user_error
 from sslx.errors import ProcessStopped, TrainingDiverged, UserError
 
@@ -174,7 +174,9 @@ def seed_everything(seed: int) -> None:
 
 def pick_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("trainer.device is 'cuda' but no CUDA device is available: set trainer.device to 'auto' or 'cpu'.")
+        raise UserError(
+            "trainer.device is 'cuda' but no CUDA device is available: set trainer.device to 'auto' or 'cpu'."
+        )
     if requested == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda")
@@ -278,7 +280,11 @@ def eval_context(exp: ResolvedExperiment, parts: Parts, device: torch.device) ->
 
 
 def run_evaluators(
-    evaluators: list[tuple[Any, Any]], ctx: EvalContext, recorder: Recorder, step: int, keep_files: bool = True,
+    evaluators: list[tuple[Any, Any]],
+    ctx: EvalContext,
+    recorder: Recorder,
+    step: int,
+    keep_files: bool = True,
 ) -> dict[str, float]:
     """Run ``(info, params)`` evaluators in one context (they share its feature
     cache); log their metrics with the ``eval.`` prefix at ``step`` and, with
@@ -326,8 +332,14 @@ def _graceful_interrupt(enabled: bool = True) -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _state(step: int, parts: Parts, optimizer: torch.optim.Optimizer, exp: ResolvedExperiment, history: History,
-           window: _Window) -> dict[str, Any]:
+def _state(
+    step: int,
+    parts: Parts,
+    optimizer: torch.optim.Optimizer,
+    exp: ResolvedExperiment,
+    history: History,
+    window: _Window,
+) -> dict[str, Any]:
     rng: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -426,20 +438,29 @@ class _Divergence:
         if bad:
             lr = lr_at(self.t, step - 1, self.total_steps)
             shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            self._stop(f"the model became non-finite by step {step} (learning rate {lr:.4g}) while its loss was "
-                       f"still finite: {shown}", lr)
+            self._stop(
+                f"the model became non-finite by step {step} (learning rate {lr:.4g}) while its loss was "
+                f"still finite: {shown}",
+                lr,
+            )
 
     def _stop(self, what: str, lr: float) -> None:
         if self.good_step is not None and self.run_dir is not None:
             lower = f"{self.t.lr / 10:.3g}"
-            where = (f"the last good checkpoint (all values finite) is step {self.good_step} in {self.run_dir}: "
-                     f"continue it with a lower learning rate, `sslx run --resume {self.run_dir} --set "
-                     f"trainer.lr={lower}` (trainer.warmup_steps and trainer.grad_clip may change on resume too)")
+            where = (
+                f"the last good checkpoint (all values finite) is step {self.good_step} in {self.run_dir}: "
+                f"continue it with a lower learning rate, `sslx run --resume {self.run_dir} --set "
+                f"trainer.lr={lower}` (trainer.warmup_steps and trainer.grad_clip may change on resume too)"
+            )
         else:
-            where = ("no checkpoint had been written yet: start again with a lower trainer.lr, or more "
-                     "trainer.warmup_steps or a trainer.grad_clip")
-        raise TrainingDiverged(f"{what}, so the run stopped; {where}. If a lower learning rate does not help, "
-                               f"check the objective's parameters.")
+            where = (
+                "no checkpoint had been written yet: start again with a lower trainer.lr, or more "
+                "trainer.warmup_steps or a trainer.grad_clip"
+            )
+        raise TrainingDiverged(
+            f"{what}, so the run stopped; {where}. If a lower learning rate does not help, "
+            f"check the objective's parameters."
+        )
 
 
 def nonfinite_state(objective: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> list[str]:
@@ -448,9 +469,12 @@ def nonfinite_state(objective: torch.nn.Module, optimizer: torch.optim.Optimizer
     named = [(k, v) for k, v in objective.state_dict().items() if v.is_floating_point()]
     if optimizer is not None:
         names = {id(p): n for n, p in objective.named_parameters()}
-        named += [(f"optimizer state {key} of {names.get(id(p), '?')}", v)
-                  for p, state in optimizer.state.items() for key, v in state.items()
-                  if isinstance(v, torch.Tensor) and v.is_floating_point()]
+        named += [
+            (f"optimizer state {key} of {names.get(id(p), '?')}", v)
+            for p, state in optimizer.state.items()
+            for key, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point()
+        ]
     if not named:
         return []
     finite = torch.stack([torch.isfinite(v).all() for _, v in named])
@@ -473,12 +497,16 @@ def _check_split(t: TrainerParams, group_size: int, world: int) -> None:
 def _stop_on_sigterm() -> Iterator[None]:
     """Under a launcher, SIGTERM means another process failed (torchrun then
     stops the rest) or the launch was stopped: raise, so the run is recorded
-    as failed with that reason instead of vanishing."""
+    as failed with that reason instead of vanishing. Once training has failed
+    (for that reason or another), further SIGTERMs are ignored, so that rank 0
+    can record why before it exits (torchrun kills with SIGKILL after a grace
+    period, and the launcher records a run whose rank 0 vanished)."""
     if distributed.world_size() == 1 or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise ProcessStopped(
             f"process {distributed.rank()} was stopped by the launcher (signal {signal.Signals(signum).name}): another "
             f"process of this run failed (its error is printed above) or the launch was stopped."
@@ -487,12 +515,19 @@ def _stop_on_sigterm() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
-    finally:
+    except BaseException:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise
+    else:
         signal.signal(signal.SIGTERM, previous)
 
 
 def _train(
-    exp: ResolvedExperiment, host: PluginHost, recorder: Recorder, resume_from: Path | None, device: torch.device,
+    exp: ResolvedExperiment,
+    host: PluginHost,
+    recorder: Recorder,
+    resume_from: Path | None,
+    device: torch.device,
 ) -> dict[str, float]:
     t = exp.trainer
     world, main = distributed.world_size(), distributed.is_main_process()
@@ -539,8 +574,17 @@ def _train(
             evaluator: Evaluator = info.build(params)
             evaluator.check_data(parts.dataset)
     if t.augment_on_device:  # images kept on the device, each view made for the whole batch at once
-        loader: Any = DeviceBatches(train_split, parts.sampler, parts.augmentation, t.batch_size, exp.seed, start_step,
-                                    device, rank=distributed.rank(), world_size=world)
+        loader: Any = DeviceBatches(
+            train_split,
+            parts.sampler,
+            parts.augmentation,
+            t.batch_size,
+            exp.seed,
+            start_step,
+            device,
+            rank=distributed.rank(),
+            world_size=world,
+        )
     else:
         loader = train_loader(
             ViewDataset(train_split, parts.sampler, parts.augmentation),
@@ -561,8 +605,15 @@ def _train(
         recorder.set_info("data", report)
     recorder.set_info("device", str(device))
     if world > 1:
-        recorder.set_info("distributed", {"world_size": world, "backend": distributed.backend(),
-                                          "sync_batchnorm": t.sync_batchnorm, "batch_per_process": t.batch_size // world})
+        recorder.set_info(
+            "distributed",
+            {
+                "world_size": world,
+                "backend": distributed.backend(),
+                "sync_batchnorm": t.sync_batchnorm,
+                "batch_per_process": t.batch_size // world,
+            },
+        )
     diverged = _Divergence(t, parts.total_steps, device, run_dir)
 
     def evaluate(step: int, keep_files: bool = True) -> dict[str, float]:
@@ -595,8 +646,12 @@ def _train(
         batches = iter(loader)
         timed, timed_start = 0, time.perf_counter()  # steps and time since the last log: the throughput
         bar = tqdm(
-            total=parts.total_steps, initial=start_step, desc="train", disable=not (t.progress and main),
-            dynamic_ncols=True, mininterval=1.0,
+            total=parts.total_steps,
+            initial=start_step,
+            desc="train",
+            disable=not (t.progress and main),
+            dynamic_ncols=True,
+            mininterval=1.0,
         )
         with _graceful_interrupt(enabled=world == 1) as stop, bar:
             for step in range(start_step + 1, parts.total_steps + 1):
@@ -633,10 +688,19 @@ def _train(
                     now = time.perf_counter()
                     names = list(out.metrics)
                     # one collective for the loss and the method's metrics: their mean over the processes
-                    values = distributed.mean_across_processes(torch.stack(
-                        [window.loss_sum / window.steps,
-                         *(torch.as_tensor(out.metrics[n], device=device).float().reshape(()) for n in names)]))
-                    std = embedding_std(distributed.gather_no_grad(out.embeddings)) if out.embeddings is not None else None
+                    values = distributed.mean_across_processes(
+                        torch.stack(
+                            [
+                                window.loss_sum / window.steps,
+                                *(torch.as_tensor(out.metrics[n], device=device).float().reshape(()) for n in names),
+                            ]
+                        )
+                    )
+                    std = (
+                        embedding_std(distributed.gather_no_grad(out.embeddings))
+                        if out.embeddings is not None
+                        else None
+                    )
                     mean_loss = float(values[0])
                     history.log_scalar("train.loss", mean_loss, step)
                     history.log_scalar("train.lr", lr, step)
@@ -687,4 +751,3 @@ def _train(
         raise
     finally:
         host.run_finished(run, status, result)
-

@@ -28,7 +28,7 @@ import math
 import pickle
 import re
 from collections.abc import Callable
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -54,9 +54,21 @@ from sslx.errors import UserError
 if TYPE_CHECKING:
     from sslx.plugins import PluginHost
 
-__all__ = ["PixelViews", "check_augmentation", "check_component", "check_dataset", "check_encoder",
-           "check_evaluator", "check_objective", "check_sampler", "conformance", "random_batch", "run_experiment",
-           "run_in_processes", "train_step"]
+__all__ = [
+    "PixelViews",
+    "check_augmentation",
+    "check_component",
+    "check_dataset",
+    "check_encoder",
+    "check_evaluator",
+    "check_objective",
+    "check_sampler",
+    "conformance",
+    "random_batch",
+    "run_experiment",
+    "run_in_processes",
+    "train_step",
+]
 
 
 def _who(component: Any, kind: str) -> str:
@@ -88,8 +100,14 @@ class PixelViews(Augmentation):
         return self.data.channels
 
 
-def random_batch(num_views: int = 2, batch_size: int = 4, size: int = 8, channels: int = 1,
-                 index: torch.Tensor | None = None, seed: int = 1) -> Batch:
+def random_batch(
+    num_views: int = 2,
+    batch_size: int = 4,
+    size: int = 8,
+    channels: int = 1,
+    index: torch.Tensor | None = None,
+    seed: int = 1,
+) -> Batch:
     """A batch of ``num_views`` Gaussian-noise views ``(batch_size, channels,
     size, size)``, dataset indices ``0..batch_size-1`` (or ``index``) and
     unknown labels; the same for the same arguments."""
@@ -122,9 +140,12 @@ def check_component(cls: type[Component], kind: str) -> None:
     who = f"{kind} {getattr(cls, 'name', cls.__name__)!r} ({cls.__module__}.{cls.__qualname__})"
     assert isinstance(cls, type) and issubclass(cls, base), f"{who} must derive from sslx.{base.__name__}"
     name = cls.__dict__.get("name") or getattr(cls, "name", None)
-    assert isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", name), \
+    assert isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", name), (
         f"{who}: `name` must be a lowercase identifier such as 'my_method', got {name!r}"
-    assert (cls.__doc__ or "").strip(), f"{who} needs a docstring: its first paragraph is its description in `sslx describe`"
+    )
+    assert (cls.__doc__ or "").strip(), (
+        f"{who} needs a docstring: its first paragraph is its description in `sslx describe`"
+    )
     undocumented = [field for field, info in cls.Params.model_fields.items() if not (info.description or "").strip()]
     assert not undocumented, f"{who}: parameters without a description (Field(description=...)): {undocumented}"
 
@@ -160,8 +181,10 @@ def _through_a_checkpoint(state: dict[str, Any], who: str) -> dict[str, Any]:
     try:
         return torch.load(buffer, weights_only=True)
     except Exception as exc:
-        raise AssertionError(f"{who}: its state_dict does not survive a checkpoint (torch.load with "
-                             f"weights_only=True): {exc}; keep state in tensors, numbers and strings") from None
+        raise AssertionError(
+            f"{who}: its state_dict does not survive a checkpoint (torch.load with "
+            f"weights_only=True): {exc}; keep state in tensors, numbers and strings"
+        ) from None
 
 
 def check_objective(make: Callable[[], Objective], batch: Batch, steps: int = 2) -> None:
@@ -184,8 +207,9 @@ def check_objective(make: Callable[[], Objective], batch: Batch, steps: int = 2)
     The global torch RNG is restored afterwards."""
     import torch.distributed as dist
 
-    assert not (dist.is_available() and dist.is_initialized()), \
+    assert not (dist.is_available() and dist.is_initialized()), (
         "check_objective checks the single-process path: call it outside a process group"
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         trained = make()
@@ -224,7 +248,9 @@ def check_objective(make: Callable[[], Objective], batch: Batch, steps: int = 2)
             f"run would differ; register it with register_buffer"
         )
         for (key, a), b in zip(trained.state_dict().items(), resumed.state_dict().values(), strict=True):
-            assert torch.equal(a, b), f"{who}: after one more step, the copy loaded from its state_dict differs in {key!r}"
+            assert torch.equal(a, b), (
+                f"{who}: after one more step, the copy loaded from its state_dict differs in {key!r}"
+            )
 
 
 def _process_entry(rank: int, fn: Callable[..., None], world_size: int, store: str, args: tuple) -> None:
@@ -274,32 +300,41 @@ def check_dataset(dataset: Dataset, items: int = 4) -> None:
     for name in ("train", "test"):
         split = dataset.split(name)
         where = f"{who}, split {name!r}"
-        assert isinstance(split, ImageSplit), f"{where}: split() must return an sslx.ImageSplit, got {type(split).__name__}"
+        assert isinstance(split, ImageSplit), (
+            f"{where}: split() must return an sslx.ImageSplit, got {type(split).__name__}"
+        )
         assert len(split) > 0, f"{where} is empty"
         info = split.info
         assert isinstance(info, DataInfo), f"{where}: info must be an sslx.DataInfo"
-        assert info.channels >= 1 and len(info.mean) == len(info.std) == info.channels, \
+        assert info.channels >= 1 and len(info.mean) == len(info.std) == info.channels, (
             f"{where}: info needs one mean and one std per channel ({info.channels}), got {info.mean} and {info.std}"
+        )
         assert all(s > 0 for s in info.std), f"{where}: every std must be positive, got {info.std}"
         for i in np.linspace(0, len(split) - 1, min(items, len(split))).astype(int):
             image = split.image(int(i))
-            assert isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3, \
-                f"{where}: image({i}) must be an (H, W, C) uint8 array, got {getattr(image, 'dtype', type(image))}" \
+            assert isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3, (
+                f"{where}: image({i}) must be an (H, W, C) uint8 array, got {getattr(image, 'dtype', type(image))}"
                 f"{getattr(image, 'shape', '')}"
-            assert image.shape[2] == info.channels, f"{where}: image({i}) has {image.shape[2]} channels, info says {info.channels}"
+            )
+            assert image.shape[2] == info.channels, (
+                f"{where}: image({i}) has {image.shape[2]} channels, info says {info.channels}"
+            )
             if info.image_size is not None:
-                assert tuple(image.shape[:2]) == tuple(info.image_size), \
+                assert tuple(image.shape[:2]) == tuple(info.image_size), (
                     f"{where}: image({i}) is {image.shape[:2]}, info.image_size says {info.image_size}"
+                )
         labels = split.labels
         if labels is not None:
-            assert isinstance(labels, np.ndarray) and labels.dtype == np.int64 and labels.shape == (len(split),), \
-                f"{where}: labels must be an int64 array with one label per item, got {getattr(labels, 'dtype', '')}" \
+            assert isinstance(labels, np.ndarray) and labels.dtype == np.int64 and labels.shape == (len(split),), (
+                f"{where}: labels must be an int64 array with one label per item, got {getattr(labels, 'dtype', '')}"
                 f"{getattr(labels, 'shape', type(labels))}"
+            )
             known = labels[labels != -1]
             assert (known >= 0).all(), f"{where}: labels are -1 (unknown) or class numbers >= 0"
             if info.num_classes is not None and known.size:
-                assert known.max() < info.num_classes, \
+                assert known.max() < info.num_classes, (
                     f"{where}: label {known.max()} is not below info.num_classes ({info.num_classes})"
+                )
     try:
         dataset.split("no_such_split")
     except UserError:
@@ -326,21 +361,26 @@ def check_augmentation(augmentation: Augmentation, split: ImageSplit, samples: i
 
     first, again, other = draw(1), draw(1), draw(2)
     evaluated = augmentation.eval(images[0])
-    assert isinstance(evaluated, torch.Tensor) and evaluated.ndim == 3, \
+    assert isinstance(evaluated, torch.Tensor) and evaluated.ndim == 3, (
         f"{who}: eval must return a (C, h, w) tensor, got {tuple(getattr(evaluated, 'shape', ())) or type(evaluated)}"
+    )
     for x in [*first, evaluated]:
-        assert isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.ndim in (3, 4), \
-            f"{who}: views must be float32 (C, h, w) tensors (or (tiles, C, h, w) for tiles), got " \
+        assert isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.ndim in (3, 4), (
+            f"{who}: views must be float32 (C, h, w) tensors (or (tiles, C, h, w) for tiles), got "
             f"{getattr(x, 'dtype', type(x))}{tuple(getattr(x, 'shape', ()))}"
-        assert x.shape[-3] == augmentation.out_channels, \
+        )
+        assert x.shape[-3] == augmentation.out_channels, (
             f"{who}: a view has {x.shape[-3]} channels, out_channels says {augmentation.out_channels}"
+        )
         assert torch.isfinite(x).all(), f"{who}: a view has non-finite values"
         assert x.abs().max() < 1e4, f"{who}: view values reach {float(x.abs().max()):.3g}: normalise them"
-    assert len({tuple(x.shape) for x in first}) == 1, f"{who}: views of one augmentation must have one size, got " \
-        f"{sorted({tuple(x.shape) for x in first})}"
+    assert len({tuple(x.shape) for x in first}) == 1, (
+        f"{who}: views of one augmentation must have one size, got {sorted({tuple(x.shape) for x in first})}"
+    )
     assert all(torch.equal(a, b) for a, b in zip(first, again)), f"{who}: the same seed must give the same views"
-    assert not torch.equal(first[0], first[-1]), \
+    assert not torch.equal(first[0], first[-1]), (
         f"{who}: two views of one image drawn one after the other are identical: each sample needs its own random parameters"
+    )
     assert any(not torch.equal(a, b) for a, b in zip(first, other)), f"{who}: another seed gives the same views"
     assert torch.equal(augmentation.eval(images[0]), augmentation.eval(images[0])), f"{who}: eval must be deterministic"
 
@@ -356,25 +396,35 @@ def check_sampler(sampler: PairSampler, split: ImageSplit, augmentation: Augment
 
     who = _who(sampler, "sampler")
     assert isinstance(sampler.num_views, int) and sampler.num_views >= 1, f"{who}: num_views must be a positive int"
-    keys = [(int(i), 1000 + k) for k, i in enumerate(np.linspace(0, len(split) - 1, min(items, len(split))).astype(int))]
+    keys = [
+        (int(i), 1000 + k) for k, i in enumerate(np.linspace(0, len(split) - 1, min(items, len(split))).astype(int))
+    ]
     dataset = ViewDataset(split, sampler, augmentation)
     try:
         batch = dataset.__getitems__(keys)
     except RuntimeError as exc:
         raise AssertionError(f"{who}: {exc}") from None
     n = len(keys) * sampler.group_size
-    assert len(batch.views) == sampler.num_views, f"{who}: num_views is {sampler.num_views}, a sample has {len(batch.views)}"
-    assert all(v.shape[0] == n for v in batch.views), f"{who}: {len(keys)} items x group_size {sampler.group_size} must give {n} samples"
+    assert len(batch.views) == sampler.num_views, (
+        f"{who}: num_views is {sampler.num_views}, a sample has {len(batch.views)}"
+    )
+    assert all(v.shape[0] == n for v in batch.views), (
+        f"{who}: {len(keys)} items x group_size {sampler.group_size} must give {n} samples"
+    )
     expected = torch.tensor([i for i, _ in keys]).repeat_interleave(sampler.group_size)
     assert torch.equal(batch.index, expected), f"{who}: each item's samples must come from that item"
     again = dataset.__getitems__(keys)
-    assert all(torch.equal(a, b) for a, b in zip(batch.views, again.views)), f"{who}: the same seeds must give the same samples"
+    assert all(torch.equal(a, b) for a, b in zip(batch.views, again.views)), (
+        f"{who}: the same seeds must give the same samples"
+    )
     try:
         copy = pickle.loads(pickle.dumps(sampler))
     except Exception as exc:
         raise AssertionError(f"{who} cannot be pickled, so DataLoader workers cannot receive it: {exc}") from None
     moved = ViewDataset(split, copy, augmentation).__getitems__(keys)
-    assert all(torch.equal(a, b) for a, b in zip(batch.views, moved.views)), f"{who}: an unpickled copy samples differently"
+    assert all(torch.equal(a, b) for a, b in zip(batch.views, moved.views)), (
+        f"{who}: an unpickled copy samples differently"
+    )
 
 
 def check_encoder(encoder: Encoder, data: DataInfo, batch_size: int = 4, size: int = 32) -> None:
@@ -389,8 +439,9 @@ def check_encoder(encoder: Encoder, data: DataInfo, batch_size: int = 4, size: i
     assert isinstance(encoder.out_dim, int) and encoder.out_dim >= 1, f"{who}: out_dim must be a positive int"
     encoder.train()
     out = encoder(x)
-    assert isinstance(out, torch.Tensor) and out.shape == (batch_size, encoder.out_dim), \
+    assert isinstance(out, torch.Tensor) and out.shape == (batch_size, encoder.out_dim), (
         f"{who}: output is {tuple(getattr(out, 'shape', ()))}, expected (batch, out_dim) = ({batch_size}, {encoder.out_dim})"
+    )
     out.float().square().mean().backward()
     params = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad]
     missing = [n for n, p in params if p.grad is None]
@@ -419,8 +470,12 @@ def check_evaluator(evaluator: Evaluator, ctx: EvalContext) -> dict[str, float]:
     metrics = evaluator.evaluate(ctx)
     assert isinstance(metrics, dict) and metrics, f"{who}: evaluate must return a non-empty dict of metrics"
     for key, value in metrics.items():
-        assert isinstance(key, str) and not key.startswith("eval."), f"{who}: metric names come without 'eval.', got {key!r}"
-        assert isinstance(value, (int, float)) and math.isfinite(value), f"{who}: metric {key!r} must be a finite number, got {value!r}"
+        assert isinstance(key, str) and not key.startswith("eval."), (
+            f"{who}: metric names come without 'eval.', got {key!r}"
+        )
+        assert isinstance(value, (int, float)) and math.isfinite(value), (
+            f"{who}: metric {key!r} must be a finite number, got {value!r}"
+        )
     changed = [k for k, v in ctx.encoder.state_dict().items() if not torch.equal(v, before[k])]
     assert not changed, f"{who} changed the encoder ({changed[:3]}): train a copy (copy.deepcopy(ctx.encoder))"
     assert ctx.encoder.training == mode, f"{who} left the encoder in {'train' if ctx.encoder.training else 'eval'} mode"
@@ -431,17 +486,24 @@ def check_evaluator(evaluator: Evaluator, ctx: EvalContext) -> dict[str, float]:
 # one call per component
 
 
-def tiny_context(data: Dataset | None = None, encoder: Encoder | None = None,
-                 augmentation: Augmentation | None = None) -> EvalContext:
+def tiny_context(
+    data: Dataset | None = None, encoder: Encoder | None = None, augmentation: Augmentation | None = None
+) -> EvalContext:
     """An evaluation context on the tiny parts (or the ones given)."""
     from sslx.testing.tinyparts import TinyEncoder, TinyImages, TinyViews
 
     data = data or TinyImages(TinyImages.Params())
     info = data.split("train").info
     torch.manual_seed(0)
-    return EvalContext(encoder=encoder or TinyEncoder(TinyEncoder.Params(), info), dataset=data,
-                       augmentation=augmentation or TinyViews(TinyViews.Params(), info),
-                       device=torch.device("cpu"), batch_size=64, num_workers=0, progress=False)
+    return EvalContext(
+        encoder=encoder or TinyEncoder(TinyEncoder.Params(), info),
+        dataset=data,
+        augmentation=augmentation or TinyViews(TinyViews.Params(), info),
+        device=torch.device("cpu"),
+        batch_size=64,
+        num_workers=0,
+        progress=False,
+    )
 
 
 def conformance(kind: str, cls: type[Component], params: dict[str, Any] | None = None, views: int = 2) -> None:
@@ -471,7 +533,8 @@ def conformance(kind: str, cls: type[Component], params: dict[str, Any] | None =
         check_evaluator(build(p), tiny_context(data))
     elif kind == "objective":
         batch = ViewDataset(split, TinyPairs(TinyPairs.Params(views=views)), views_of).__getitems__(
-            [(i, 7 + i) for i in range(8)])
+            [(i, 7 + i) for i in range(8)]
+        )
         info = TrainInfo(data=split.info, num_views=views, batch_size=8, total_steps=10, dataset_size=len(split))
 
         def make() -> Objective:

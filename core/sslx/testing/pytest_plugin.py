@@ -55,6 +55,7 @@ def sslx_host() -> Any:
 @pytest.fixture
 def sslx_register(sslx_host: PluginHost) -> Callable[..., Any]:
     """``sslx_register(obj, name=None)``: register a plugin on ``sslx_host`` for this test."""
+
     def register(obj: Any, name: str | None = None) -> Any:
         return sslx_host.add_plugin(obj, name or str(getattr(obj, "__name__", type(obj).__name__)))
 

@@ -20,8 +20,8 @@ from torch import nn
 
 from sslx.components import (
     ArraySplit,
-    Batch,
     Augmentation,
+    Batch,
     DataInfo,
     Dataset,
     Encoder,
@@ -83,8 +83,13 @@ class TinyImages(Dataset):
                 labels.append(label)
             out[split] = (np.stack(images), np.asarray(labels, dtype=np.int64))
         pixels = out["train"][0].reshape(-1, 3) / 255.0
-        info = DataInfo(channels=3, image_size=(p.size, p.size), mean=tuple(pixels.mean(0).tolist()),
-                        std=tuple(pixels.std(0).tolist()), num_classes=len(PHOTOS))
+        info = DataInfo(
+            channels=3,
+            image_size=(p.size, p.size),
+            mean=tuple(pixels.mean(0).tolist()),
+            std=tuple(pixels.std(0).tolist()),
+            num_classes=len(PHOTOS),
+        )
         return {split: ArraySplit(images, labels, info) for split, (images, labels) in out.items()}
 
 
@@ -175,8 +180,12 @@ class TinyEncoder(Encoder):
         w = params.width
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                                 nn.ReLU(inplace=True), nn.MaxPool2d(2))
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
 
         self.block1, self.block2 = block(data.channels, w), block(w, 2 * w)
         self.out_dim = 2 * w
@@ -217,8 +226,13 @@ class TinyInfoNCE(Objective):
         return ObjectiveOutput(loss=F.cross_entropy(logits, targets), embeddings=z[:b].detach())
 
 
-TINY_COMPONENTS = {"dataset": TinyImages, "augmentation": TinyViews, "sampler": TinyPairs, "encoder": TinyEncoder,
-                   "objective": TinyInfoNCE}
+TINY_COMPONENTS = {
+    "dataset": TinyImages,
+    "augmentation": TinyViews,
+    "sampler": TinyPairs,
+    "encoder": TinyEncoder,
+    "objective": TinyInfoNCE,
+}
 
 
 class TinyPlugin:

@@ -36,8 +36,15 @@ def info(size: int = 4) -> sslx.DataInfo:
     return sslx.DataInfo(channels=1, image_size=(size, size), mean=(0.0,), std=(1.0,), num_classes=None)
 
 
-def coded_clips(num_clips: int = 3, length: int = 16, fps: float = 8.0, sample_rate: int = 1000,
-                seconds: float | None = None, size: int = 4, stride: int = 100) -> sslx.ArrayClips:
+def coded_clips(
+    num_clips: int = 3,
+    length: int = 16,
+    fps: float = 8.0,
+    sample_rate: int = 1000,
+    seconds: float | None = None,
+    size: int = 4,
+    stride: int = 100,
+) -> sslx.ArrayClips:
     """``num_clips`` clips coded as the module docstring says; the sound lasts
     ``seconds`` (default: as long as the frames, ``length / fps``)."""
     seconds = length / fps if seconds is None else seconds

@@ -9,13 +9,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from sslx_audiovideo.audio import AudioCNN, LogMel, hop_samples, mel_filterbank
 
 import sslx
-from sslx_audiovideo.audio import AudioCNN, LogMel, hop_samples, mel_filterbank
 
 
 def reference_filters(n_fft: int, n_mels: int, rate: int, f_min: float, f_max: float) -> np.ndarray:
     """HTK triangles written out bin by bin."""
+
     def mel(f):
         return 2595.0 * math.log10(1.0 + f / 700.0)
 
@@ -36,8 +37,9 @@ def reference_filters(n_fft: int, n_mels: int, rate: int, f_min: float, f_max: f
     return out
 
 
-def reference_logmel(x: np.ndarray, rate: int, n_fft: int, hop: int, n_mels: int, f_min: float, f_max: float,
-                     eps: float) -> np.ndarray:
+def reference_logmel(
+    x: np.ndarray, rate: int, n_fft: int, hop: int, n_mels: int, f_min: float, f_max: float, eps: float
+) -> np.ndarray:
     """``log(filters @ |DFT(hann * frame)|^2 + eps)`` per frame, frames centred on
     samples ``0, hop, 2 hop, ...`` of the zero-padded signal."""
     window = np.array([0.5 - 0.5 * math.cos(2 * math.pi * n / n_fft) for n in range(n_fft)])
@@ -57,17 +59,24 @@ def reference_logmel(x: np.ndarray, rate: int, n_fft: int, hop: int, n_mels: int
     return out
 
 
-@pytest.mark.parametrize("rate,n_fft,hop,n_mels,f_min,f_max,length", [
-    (8000, 64, 16, 8, 0.0, 4000.0, 200),
-    (16000, 128, 40, 12, 100.0, 7000.0, 333),
-    (1000, 32, 8, 4, 20.0, 450.0, 64),
-])
+@pytest.mark.parametrize(
+    "rate,n_fft,hop,n_mels,f_min,f_max,length",
+    [
+        (8000, 64, 16, 8, 0.0, 4000.0, 200),
+        (16000, 128, 40, 12, 100.0, 7000.0, 333),
+        (1000, 32, 8, 4, 20.0, 450.0, 64),
+    ],
+)
 def test_logmel_matches_the_float64_reference(rate, n_fft, hop, n_mels, f_min, f_max, length):
     x = np.random.default_rng(0).uniform(-1, 1, (2, length))
     module = LogMel(rate, n_fft, hop, n_mels, f_min, f_max, eps=1e-6)
     expected = np.stack([reference_logmel(s, rate, n_fft, hop, n_mels, f_min, f_max, 1e-6) for s in x])
-    np.testing.assert_allclose(mel_filterbank(n_fft, n_mels, rate, f_min, f_max).numpy(), reference_filters(n_fft, n_mels, rate, f_min, f_max),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        mel_filterbank(n_fft, n_mels, rate, f_min, f_max).numpy(),
+        reference_filters(n_fft, n_mels, rate, f_min, f_max),
+        rtol=0,
+        atol=1e-12,
+    )
     out64 = module.double()(torch.from_numpy(x)).numpy()
     assert out64.shape == (2, n_mels, 1 + length // hop) == (2, n_mels, module.frames(length))
     np.testing.assert_allclose(out64, expected, rtol=1e-9, atol=1e-9)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sslx_audiovideo.evaluator import AVRetrieval, retrieval_top1
+from sslx_encoders.models import SmallCNN
 from torch import nn
 
 import sslx
-from sslx_audiovideo.evaluator import AVRetrieval, retrieval_top1
-from sslx_encoders.models import SmallCNN
 
 LENGTH, FPS, RATE = 12, 8.0, 1000
 
@@ -58,10 +58,17 @@ def evaluate(make_clips, decode_sound, identity, clips_dataset):
         objective = HandObjective(clips, decode_sound, video_codes, audio_codes)
         objective.train()
         objective.part.eval()
-        ctx = sslx.EvalContext(encoder=SmallCNN(SmallCNN.Params(width=4, blocks=1), identity.data),
-                               dataset=clips_dataset({"train": clips, "test": clips}), augmentation=identity,
-                               device=torch.device("cpu"), batch_size=4, num_workers=0, progress=False, seed=seed,
-                               objective=objective)
+        ctx = sslx.EvalContext(
+            encoder=SmallCNN(SmallCNN.Params(width=4, blocks=1), identity.data),
+            dataset=clips_dataset({"train": clips, "test": clips}),
+            augmentation=identity,
+            device=torch.device("cpu"),
+            batch_size=4,
+            num_workers=0,
+            progress=False,
+            seed=seed,
+            objective=objective,
+        )
         metrics = AVRetrieval(AVRetrieval.Params(num_clips=num_clips, audio_seconds=0.5)).evaluate(ctx)
         return metrics, objective
 
@@ -76,14 +83,20 @@ def test_every_clip_found(evaluate):
 def test_collisions_cost_what_they_should(evaluate):
     # two clips embed alike in both branches: each direction loses one (a tie goes to the first)
     metrics, _ = evaluate([0, 0, 2, 3, 4, 5], [0, 0, 2, 3, 4, 5])
-    assert metrics["av_retrieval_top1"] == pytest.approx(5 / 6) and metrics["av_retrieval_v2a_top1"] == pytest.approx(5 / 6)
+    assert metrics["av_retrieval_top1"] == pytest.approx(5 / 6) and metrics["av_retrieval_v2a_top1"] == pytest.approx(
+        5 / 6
+    )
     # clip 1's sound sounds like clip 0: audio->video misses clip 1; video->audio misses it too, and
     # clip 1's frame, which no sound matches, ties at zero similarity and goes to clip 0
     metrics, _ = evaluate(range(6), [0, 0, 2, 3, 4, 5])
-    assert metrics["av_retrieval_top1"] == pytest.approx(5 / 6) and metrics["av_retrieval_v2a_top1"] == pytest.approx(5 / 6)
+    assert metrics["av_retrieval_top1"] == pytest.approx(5 / 6) and metrics["av_retrieval_v2a_top1"] == pytest.approx(
+        5 / 6
+    )
     # a shuffle that leaves clips 0 and 4 in place (clip 5's code matches no frame): only those two are found
     metrics, _ = evaluate(range(6), [0, 2, 3, 1, 4, 7])
-    assert metrics["av_retrieval_top1"] == pytest.approx(2 / 6) and metrics["av_retrieval_v2a_top1"] == pytest.approx(2 / 6)
+    assert metrics["av_retrieval_top1"] == pytest.approx(2 / 6) and metrics["av_retrieval_v2a_top1"] == pytest.approx(
+        2 / 6
+    )
 
 
 def test_retrieval_top1_by_hand():
@@ -107,8 +120,10 @@ def test_the_objective_sees_middle_frames_and_their_sound_in_eval_mode_without_g
     assert [c for c, _ in objective.sounds_shown] == list(range(6))
     for _, time in objective.sounds_shown:
         assert abs(time - (LENGTH // 2) / FPS) <= 1 / RATE
-    assert {(kind, training, grad) for kind, training, grad in objective.calls} == {("video", False, False),
-                                                                                     ("audio", False, False)}
+    assert {(kind, training, grad) for kind, training, grad in objective.calls} == {
+        ("video", False, False),
+        ("audio", False, False),
+    }
     assert len(objective.calls) == 4  # 6 clips in batches of 4, both branches
     assert objective.training and not objective.part.training  # modes restored module by module
 
@@ -120,7 +135,9 @@ def test_a_seeded_subset_of_clips(evaluate):
     assert chosen == sorted(set(chosen)) and len(chosen) == 5
     _, again = evaluate(range(12), range(12), num_clips=5, seed=3)
     assert [c for c, _ in again.frames_shown] == chosen
-    others = {tuple(c for c, _ in evaluate(range(12), range(12), num_clips=5, seed=s)[1].frames_shown) for s in range(5)}
+    others = {
+        tuple(c for c, _ in evaluate(range(12), range(12), num_clips=5, seed=s)[1].frames_shown) for s in range(5)
+    }
     assert len(others) > 1
 
 
@@ -129,9 +146,15 @@ def test_user_errors(make_clips, identity, clips_dataset):
     encoder = SmallCNN(SmallCNN.Params(width=4, blocks=1), identity.data)
 
     def context(objective, test):
-        return sslx.EvalContext(encoder=encoder, dataset=clips_dataset({"train": clips, "test": test}),
-                                augmentation=identity, device=torch.device("cpu"), batch_size=4, num_workers=0,
-                                objective=objective)
+        return sslx.EvalContext(
+            encoder=encoder,
+            dataset=clips_dataset({"train": clips, "test": test}),
+            augmentation=identity,
+            device=torch.device("cpu"),
+            batch_size=4,
+            num_workers=0,
+            objective=objective,
+        )
 
     evaluator = AVRetrieval(AVRetrieval.Params())
     with pytest.raises(sslx.UserError, match="no objective.*use objective 'avc'"):

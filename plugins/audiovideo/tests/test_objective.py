@@ -9,15 +9,16 @@ import math
 
 import pytest
 import torch
-
-import sslx
-from sslx.testing import check_objective
 from sslx_audiovideo.objective import AVC, symmetric_info_nce
 from sslx_encoders.models import SmallCNN
 
+import sslx
+from sslx.testing import check_objective
+
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.0,), std=(1.0,), num_classes=None)
-TINY_AUDIO = dict(sample_rate=1000, n_fft=32, hop_ms=16, n_mels=6, audio_width=4, audio_blocks=2, embedding_dim=8,
-                  proj_hidden_dim=16)
+TINY_AUDIO = dict(
+    sample_rate=1000, n_fft=32, hop_ms=16, n_mels=6, audio_width=4, audio_blocks=2, embedding_dim=8, proj_hidden_dim=16
+)
 
 
 def reference_loss(video: torch.Tensor, audio: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -72,8 +73,12 @@ def make_avc(seed: int = 0, num_views: int = 2, **params) -> AVC:
 def av_batch(b: int = 6, samples: int = 300, rate: int | None = 1000, seed: int = 1) -> sslx.Batch:
     gen = torch.Generator().manual_seed(seed)
     meta = {} if rate is None else {"sample_rate": torch.full((b,), rate)}
-    return sslx.Batch(views=[torch.randn(b, 1, 8, 8, generator=gen), torch.rand(b, samples, generator=gen) * 2 - 1],
-                      index=torch.arange(b) // 2, label=torch.full((b,), -1), meta=meta)
+    return sslx.Batch(
+        views=[torch.randn(b, 1, 8, 8, generator=gen), torch.rand(b, samples, generator=gen) * 2 - 1],
+        index=torch.arange(b) // 2,
+        label=torch.full((b,), -1),
+        meta=meta,
+    )
 
 
 def test_objective_conforms():
@@ -90,8 +95,9 @@ def test_forward_is_the_loss_of_its_embeddings_and_logs_audio_to_video_top1():
     assert video.shape == audio.shape == (6, 8)
     torch.testing.assert_close(video.norm(dim=1), torch.ones(6))
     torch.testing.assert_close(out.embeddings, video.detach())
-    torch.testing.assert_close(out.loss, reference_loss(video.double(), audio.double(), 0.1).float(), rtol=1e-5,
-                               atol=1e-6)
+    torch.testing.assert_close(
+        out.loss, reference_loss(video.double(), audio.double(), 0.1).float(), rtol=1e-5, atol=1e-6
+    )
     own = [int((audio[i] @ video.T).argmax()) == i for i in range(6)]
     assert float(out.metrics["av_top1"]) == pytest.approx(sum(own) / 6)
 

@@ -13,14 +13,20 @@ import pytest
 
 import sslx
 from sslx.config import apply_overrides, read_experiment, resolve
+from sslx.engine.trainer import MemoryRecorder, train
 from sslx.plugins import load_plugins
 from sslx.records import record_run
-from sslx.engine.trainer import MemoryRecorder, train
 
 REPO = Path(__file__).resolve().parents[3]
 EXPERIMENTS = REPO / "experiments"
-FAST = ["trainer.max_steps=4", "trainer.warmup_steps=1", "trainer.num_workers=0", "trainer.progress=false",
-        "trainer.log_every=2", "trainer.checkpoint_every=2"]
+FAST = [
+    "trainer.max_steps=4",
+    "trainer.warmup_steps=1",
+    "trainer.num_workers=0",
+    "trainer.progress=false",
+    "trainer.log_every=2",
+    "trainer.checkpoint_every=2",
+]
 
 
 class Tones(sslx.Dataset):
@@ -54,17 +60,33 @@ class TonesPlugin:
 def test_the_trainer_runs_audio_video_and_its_evaluators():
     host = load_plugins(strict=True)
     host.add_plugin(TonesPlugin(), "tones_test")
-    exp = resolve({
-        "dataset": {"name": "tones_test"},
-        "augmentation": {"name": "simclr", "crop_scale": [0.8, 1.0], "flip_prob": 0.0, "jitter_prob": 0.0,
-                         "blur_prob": 0.0},
-        "sampler": {"name": "audio_video", "pairs": 2},
-        "encoder": {"name": "small_cnn", "width": 4, "blocks": 2},
-        "objective": {"name": "avc", "sample_rate": 4000, "n_fft": 128, "n_mels": 16, "audio_width": 4,
-                      "audio_blocks": 2, "embedding_dim": 16, "proj_hidden_dim": 16},
-        "evaluators": [{"name": "av_retrieval", "num_clips": 4}, {"name": "linear"}],
-        "trainer": {"batch_size": 8, "max_steps": 3, "num_workers": 0, "progress": False, "log_every": 1},
-    }, host)
+    exp = resolve(
+        {
+            "dataset": {"name": "tones_test"},
+            "augmentation": {
+                "name": "simclr",
+                "crop_scale": [0.8, 1.0],
+                "flip_prob": 0.0,
+                "jitter_prob": 0.0,
+                "blur_prob": 0.0,
+            },
+            "sampler": {"name": "audio_video", "pairs": 2},
+            "encoder": {"name": "small_cnn", "width": 4, "blocks": 2},
+            "objective": {
+                "name": "avc",
+                "sample_rate": 4000,
+                "n_fft": 128,
+                "n_mels": 16,
+                "audio_width": 4,
+                "audio_blocks": 2,
+                "embedding_dim": 16,
+                "proj_hidden_dim": 16,
+            },
+            "evaluators": [{"name": "av_retrieval", "num_clips": 4}, {"name": "linear"}],
+            "trainer": {"batch_size": 8, "max_steps": 3, "num_workers": 0, "progress": False, "log_every": 1},
+        },
+        host,
+    )
     rec = MemoryRecorder()
     result = train(exp, host, rec)
     assert [s for s, _ in rec.metrics["train.loss"]] == [1, 2, 3]
@@ -75,32 +97,52 @@ def test_the_trainer_runs_audio_video_and_its_evaluators():
 
 
 def needs(dataset: str):
-    return pytest.mark.skipif(dataset not in load_plugins().registry.names("dataset"),
-                              reason=f"dataset {dataset!r} (plugin sslx-datasets) is not installed")
+    return pytest.mark.skipif(
+        dataset not in load_plugins().registry.names("dataset"),
+        reason=f"dataset {dataset!r} (plugin sslx-datasets) is not installed",
+    )
 
 
 @pytest.mark.slow
 @needs("talking_digits")
 def test_audio_video_experiment_runs_as_a_sacred_run(tmp_path):
     host = load_plugins(strict=True)
-    raw = apply_overrides(read_experiment(EXPERIMENTS / "audio_video.json"),
-                          FAST + ["trainer.batch_size=16", "dataset.train_size=32", "dataset.test_size=16",
-                                  "encoder.width=4", "objective.audio_width=4", "evaluators.0.num_clips=8"])
+    raw = apply_overrides(
+        read_experiment(EXPERIMENTS / "audio_video.json"),
+        FAST
+        + [
+            "trainer.batch_size=16",
+            "dataset.train_size=32",
+            "dataset.test_size=16",
+            "encoder.width=4",
+            "objective.audio_width=4",
+            "evaluators.0.num_clips=8",
+        ],
+    )
     record = record_run(resolve(raw, host), host, runs_dir=tmp_path, name="audio_video")
     metrics = json.loads((record.run_dir / "metrics.json").read_text())
-    for name in ("train.loss", "train.av_top1", "eval.av_retrieval_top1", "eval.av_retrieval_v2a_top1",
-                 "eval.linear_top1"):
+    for name in (
+        "train.loss",
+        "train.av_top1",
+        "eval.av_retrieval_top1",
+        "eval.av_retrieval_v2a_top1",
+        "eval.linear_top1",
+    ):
         assert name in metrics, name
     clips = metrics["eval.av_retrieval_clips"]
-    assert clips["steps"][0] == 0 and clips["values"] == [8.0] * len(clips["steps"]), "the floor at step 0, then trained"
+    assert clips["steps"][0] == 0 and clips["values"] == [8.0] * len(clips["steps"]), (
+        "the floor at step 0, then trained"
+    )
 
 
 @pytest.mark.slow
 @needs("video_folder")
 def test_real_clips_experiment_runs_and_records_skipped_packets(tmp_path):
     host = load_plugins(strict=True)
-    raw = apply_overrides(read_experiment(EXPERIMENTS / "audio_video_real.json"),
-                          FAST + ["trainer.batch_size=4", "encoder.width=4", "objective.audio_width=4"])
+    raw = apply_overrides(
+        read_experiment(EXPERIMENTS / "audio_video_real.json"),
+        FAST + ["trainer.batch_size=4", "encoder.width=4", "objective.audio_width=4"],
+    )
     record = record_run(resolve(raw, host), host, runs_dir=tmp_path, name="audio_video_real")
     info = json.loads((record.run_dir / "info.json").read_text())
     assert "data" in info and "skipped" in json.dumps(info["data"])

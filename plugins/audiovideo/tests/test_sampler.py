@@ -13,13 +13,13 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from sslx_audiovideo.evaluator import AVRetrieval
+from sslx_audiovideo.objective import AVC
+from sslx_audiovideo.sampler import AudioVideo, spaced_frames
 
 import sslx
 from sslx.engine.data import ViewDataset
 from sslx.testing import check_component
-from sslx_audiovideo.evaluator import AVRetrieval
-from sslx_audiovideo.objective import AVC
-from sslx_audiovideo.sampler import AudioVideo, spaced_frames
 
 
 def draw(sampler, split, index, augmentation, seed=0):
@@ -27,11 +27,18 @@ def draw(sampler, split, index, augmentation, seed=0):
     return sampler.sample_group(split, index, augmentation)
 
 
-@pytest.mark.parametrize("audio_seconds,pairs,min_shift,fps,rate", [
-    (0.5, 2, 0.75, 8.0, 1000), (0.25, 3, 0.5, 8.0, 1000), (0.3, 2, 0.4, 10.0, 800), (0.5, 1, 0.75, 8.0, 1000),
-])
-def test_positives_are_a_frame_and_its_own_sound_at_that_time(make_clips, decode_sound, identity, audio_seconds, pairs,
-                                                              min_shift, fps, rate):
+@pytest.mark.parametrize(
+    "audio_seconds,pairs,min_shift,fps,rate",
+    [
+        (0.5, 2, 0.75, 8.0, 1000),
+        (0.25, 3, 0.5, 8.0, 1000),
+        (0.3, 2, 0.4, 10.0, 800),
+        (0.5, 1, 0.75, 8.0, 1000),
+    ],
+)
+def test_positives_are_a_frame_and_its_own_sound_at_that_time(
+    make_clips, decode_sound, identity, audio_seconds, pairs, min_shift, fps, rate
+):
     clips = make_clips(num_clips=3, length=20, fps=fps, sample_rate=rate)
     sampler = AudioVideo(AudioVideo.Params(audio_seconds=audio_seconds, pairs=pairs, min_shift=min_shift))
     assert sampler.group_size == pairs and sampler.num_views == 2
@@ -54,8 +61,9 @@ def test_positives_are_a_frame_and_its_own_sound_at_that_time(make_clips, decode
 
 
 @pytest.mark.parametrize("pairs,min_shift", [(2, 0.75), (3, 0.5), (4, 0.25)])
-def test_one_clips_samples_are_its_sound_shifted_by_at_least_min_shift(make_clips, decode_sound, identity, pairs,
-                                                                       min_shift):
+def test_one_clips_samples_are_its_sound_shifted_by_at_least_min_shift(
+    make_clips, decode_sound, identity, pairs, min_shift
+):
     clips = make_clips(num_clips=2, length=20, fps=8.0, sample_rate=1000)
     sampler = AudioVideo(AudioVideo.Params(audio_seconds=0.25, pairs=pairs, min_shift=min_shift, gain_db=0))
     seen_shifts = set()
@@ -105,8 +113,9 @@ def test_a_sound_too_short_for_the_window_is_zero_padded(make_clips, decode_soun
 def test_gain_is_uniform_in_plus_minus_gain_db(make_clips, identity):
     clips = make_clips(num_clips=1)
     sampler = AudioVideo(AudioVideo.Params(gain_db=6.0))
-    gains_db = np.array([20 * np.log10(s.meta["gain"]) for seed in range(300)
-                         for s in draw(sampler, clips, 0, identity, seed)])
+    gains_db = np.array(
+        [20 * np.log10(s.meta["gain"]) for seed in range(300) for s in draw(sampler, clips, 0, identity, seed)]
+    )
     assert gains_db.min() >= -6 and gains_db.max() <= 6
     assert gains_db.min() < -5 and gains_db.max() > 5 and abs(gains_db.mean()) < 0.6
     unchanged = AudioVideo(AudioVideo.Params(gain_db=0))
@@ -128,7 +137,10 @@ def test_draws_are_seeded_and_the_sampler_pickles(make_clips, identity):
     sampler = AudioVideo(AudioVideo.Params(pairs=2))
 
     def signature(s, seed):
-        return [(x.meta["frame_index"], x.meta["gain"], x.views[1].numpy().tobytes()) for x in draw(s, clips, 1, identity, seed)]
+        return [
+            (x.meta["frame_index"], x.meta["gain"], x.views[1].numpy().tobytes())
+            for x in draw(s, clips, 1, identity, seed)
+        ]
 
     assert signature(sampler, 3) == signature(sampler, 3)
     assert signature(pickle.loads(pickle.dumps(sampler)), 3) == signature(sampler, 3)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from skimage import data as photos
+from sslx_datasets.images import FashionMNIST
 
 import sslx
-from sslx_datasets.images import FashionMNIST
 
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 

@@ -10,18 +10,26 @@ from __future__ import annotations
 import colorsys
 import math
 
+import albumentations as A
 import cv2
 import numpy as np
 import pytest
 import torch
-import albumentations as A
 from albumentations.augmentations.blur import functional as fblur
 from skimage import data as photos
 from skimage.transform import resize
-
 from sslx_augmentations.batched import (
-    BatchedViews, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, draw_crops, gaussian_blur,
-    grayscale, resized_crops, solarize, to_gray,
+    BatchedViews,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    draw_crops,
+    gaussian_blur,
+    grayscale,
+    resized_crops,
+    solarize,
+    to_gray,
 )
 from sslx_augmentations.multicrop import MultiCrop
 from sslx_augmentations.views import MoCoV2Views, SimCLRViews, view_ops
@@ -57,15 +65,18 @@ def distinct(values: torch.Tensor) -> int:
 # -- crops ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("height, width, scale, ratio", [
-    (32, 32, (0.08, 1.0), (3 / 4, 4 / 3)),  # SimCLR on CIFAR-sized images
-    (28, 28, (0.2, 1.0), (3 / 4, 4 / 3)),  # MoCo v2 on Fashion-MNIST
-    (20, 90, (0.08, 1.0), (0.1, 10.0)),  # wide image, extreme ratios
-    (90, 20, (0.9, 1.0), (0.2, 5.0)),  # tall image, large crops: many fallbacks
-    (7, 300, (1.0, 1.0), (1.0, 1.0)),  # no candidate ever fits
-    (5, 5, (0.01, 0.02), (3 / 4, 4 / 3)),  # crops rounded to nothing: fallback
-    (300, 7, (0.5, 1.0), (0.01, 100.0)),
-])
+@pytest.mark.parametrize(
+    "height, width, scale, ratio",
+    [
+        (32, 32, (0.08, 1.0), (3 / 4, 4 / 3)),  # SimCLR on CIFAR-sized images
+        (28, 28, (0.2, 1.0), (3 / 4, 4 / 3)),  # MoCo v2 on Fashion-MNIST
+        (20, 90, (0.08, 1.0), (0.1, 10.0)),  # wide image, extreme ratios
+        (90, 20, (0.9, 1.0), (0.2, 5.0)),  # tall image, large crops: many fallbacks
+        (7, 300, (1.0, 1.0), (1.0, 1.0)),  # no candidate ever fits
+        (5, 5, (0.01, 0.02), (3 / 4, 4 / 3)),  # crops rounded to nothing: fallback
+        (300, 7, (0.5, 1.0), (0.01, 100.0)),
+    ],
+)
 def test_crop_boxes_stay_inside_the_image(height, width, scale, ratio):
     boxes = draw_crops(2000, height, width, scale, ratio, generator())
     x0, y0, w, h = boxes.unbind(1)
@@ -105,8 +116,9 @@ def test_crops_follow_albumentations_distribution(height, width, scale):
 
 def ramps(n: int, height: int, width: int) -> torch.Tensor:
     """(n, 2, height, width) float64: channel 0 is each pixel's x, channel 1 its y."""
-    y, x = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
-                          indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij"
+    )
     return torch.stack([x, y]).expand(n, 2, height, width)
 
 
@@ -141,8 +153,12 @@ def bilinear(image: np.ndarray, box, size: int, flip: bool) -> np.ndarray:
             u0, v0 = int(math.floor(u)), int(math.floor(v))
             u1, v1 = min(u0 + 1, width - 1), min(v0 + 1, height - 1)
             a, b = u - u0, v - v0
-            out[:, i, j] = ((1 - a) * (1 - b) * image[:, v0, u0] + a * (1 - b) * image[:, v0, u1]
-                            + (1 - a) * b * image[:, v1, u0] + a * b * image[:, v1, u1])
+            out[:, i, j] = (
+                (1 - a) * (1 - b) * image[:, v0, u0]
+                + a * (1 - b) * image[:, v0, u1]
+                + (1 - a) * b * image[:, v1, u0]
+                + a * b * image[:, v1, u1]
+            )
     return out
 
 
@@ -387,7 +403,7 @@ def photo_batch(n: int) -> torch.Tensor:
     for photo in (photos.astronaut(), photos.chelsea(), photos.coffee()):
         side = min(photo.shape[:2])
         top, left = (photo.shape[0] - side) // 2, (photo.shape[1] - side) // 2
-        small = resize(photo[top:top + side, left:left + side], (32, 32), anti_aliasing=True)
+        small = resize(photo[top : top + side, left : left + side], (32, 32), anti_aliasing=True)
         images.append(torch.from_numpy(np.round(small * 255).astype(np.uint8)).permute(2, 0, 1))
     return torch.stack([images[k % 3] for k in range(n)])
 
@@ -435,8 +451,15 @@ def test_views_are_the_operations_in_order():
 
 def test_views_without_random_operations_are_the_normalised_images():
     images = photo_batch(6)
-    identity = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0,
-                    blur_prob=0.0, solarize_prob=0.0)
+    identity = dict(
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        flip_prob=0.0,
+        jitter_prob=0.0,
+        grayscale_prob=0.0,
+        blur_prob=0.0,
+        solarize_prob=0.0,
+    )
     out = BatchedViews(**IMAGENET, **identity)(images, generator())
     mean, std = torch.tensor(IMAGENET["mean"]).view(1, 3, 1, 1), torch.tensor(IMAGENET["std"]).view(1, 3, 1, 1)
     torch.testing.assert_close(out, (images / 255 - mean) / std, rtol=0, atol=1e-5)

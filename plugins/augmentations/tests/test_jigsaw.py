@@ -9,10 +9,10 @@ import numpy as np
 import pydantic
 import pytest
 import torch
+from sslx_augmentations.jigsaw import PIRLViews, TilesViews, cell_bounds, jigsaw_tiles
 
 import sslx
 import sslx.testing
-from sslx_augmentations.jigsaw import PIRLViews, TilesViews, cell_bounds, jigsaw_tiles
 
 
 def coordinates(h: int, w: int) -> np.ndarray:
@@ -45,7 +45,9 @@ def test_cell_bounds_cover_the_side_without_overlap(size, grid):
 # -- jigsaw_tiles -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("h,w,grid,tile", [(30, 30, 3, 9), (28, 28, 3, 6), (31, 40, 3, 10), (32, 32, 4, 5), (12, 12, 2, 6)])
+@pytest.mark.parametrize(
+    "h,w,grid,tile", [(30, 30, 3, 9), (28, 28, 3, 6), (31, 40, 3, 10), (32, 32, 4, 5), (12, 12, 2, 6)]
+)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_out_k_is_the_tile_of_cell_permutation_k_and_lies_inside_it(h, w, grid, tile, seed):
     """On an image whose pixels hold their coordinates: out[k] is a contiguous
@@ -101,8 +103,9 @@ def test_without_rng_tiles_are_centred_in_their_cells(h, w, grid, tile):
         assert tuple(out[c, 0, 0]) == (y0 + (y1 - y0 - tile) // 2, x0 + (x1 - x0 - tile) // 2)
 
 
-@pytest.mark.parametrize("permutation", [[0, 0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2], list(range(1, 10)),
-                                         [[0, 1, 2], [3, 4, 5], [6, 7, 8]]])
+@pytest.mark.parametrize(
+    "permutation", [[0, 0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2], list(range(1, 10)), [[0, 1, 2], [3, 4, 5], [6, 7, 8]]]
+)
 def test_invalid_permutations_raise(permutation):
     with pytest.raises(ValueError, match=r"permutation must be a permutation of range\(9\)"):
         jigsaw_tiles(coordinates(30, 30), 3, 9, permutation)
@@ -195,12 +198,20 @@ def test_tiles_are_shuffled_normalised_pieces_of_the_crop(fmnist):
         tiles = aug.view(image, 1)
         order = []
         for t in tiles:
-            places = [(y, x) for y in range(23) for x in range(23)
-                      if torch.allclose(normalised[:, y : y + 6, x : x + 6], t, atol=1e-6)]
+            places = [
+                (y, x)
+                for y in range(23)
+                for x in range(23)
+                if torch.allclose(normalised[:, y : y + 6, x : x + 6], t, atol=1e-6)
+            ]
             assert len(places) == 1
-            (y, x), = places
-            cells = {r * 3 + c for r, (r0, r1) in enumerate(bounds) for c, (c0, c1) in enumerate(bounds)
-                     if r0 <= y and y + 6 <= r1 and c0 <= x and x + 6 <= c1}
+            ((y, x),) = places
+            cells = {
+                r * 3 + c
+                for r, (r0, r1) in enumerate(bounds)
+                for c, (c0, c1) in enumerate(bounds)
+                if r0 <= y and y + 6 <= r1 and c0 <= x and x + 6 <= c1
+            }
             assert len(cells) == 1
             order += cells
         assert sorted(order) == list(range(9))
@@ -345,10 +356,14 @@ def test_tiles_are_normalised_pieces_of_the_crop_in_cell_order(fmnist):
         aug.seed(seed)
         tiles = aug.view(image, 0)
         for k, t in enumerate(tiles):
-            places = [(y, x) for y in range(23) for x in range(23)
-                      if torch.allclose(normalised[:, y : y + 6, x : x + 6], t, atol=1e-6)]
+            places = [
+                (y, x)
+                for y in range(23)
+                for x in range(23)
+                if torch.allclose(normalised[:, y : y + 6, x : x + 6], t, atol=1e-6)
+            ]
             assert len(places) == 1
-            (y, x), = places
+            ((y, x),) = places
             (r0, r1), (c0, c1) = bounds[k // 3], bounds[k % 3]
             assert r0 <= y and y + 6 <= r1 and c0 <= x and x + 6 <= c1
 
@@ -408,8 +423,19 @@ def test_tiles_too_large_for_the_cells_and_gap_are_a_user_error(fmnist):
     )
 
 
-@pytest.mark.parametrize("bad", [{"grid": 1}, {"grid": 9}, {"tile": 1}, {"jigsaw_size": 3}, {"gap": -1},
-                                 {"crop_scale": (0.5, 1.5)}, {"crop_ratio": (2.0, 1.0)}, {"blur_prob": 0.5}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"grid": 1},
+        {"grid": 9},
+        {"tile": 1},
+        {"jigsaw_size": 3},
+        {"gap": -1},
+        {"crop_scale": (0.5, 1.5)},
+        {"crop_ratio": (2.0, 1.0)},
+        {"blur_prob": 0.5},
+    ],
+)
 def test_tiles_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         TilesViews.Params(**bad)

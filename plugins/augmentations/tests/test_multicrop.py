@@ -12,14 +12,22 @@ import pydantic
 import pytest
 import torch
 from skimage import data as photos
+from sslx_augmentations.multicrop import MultiCrop
 
 import sslx
-from sslx_augmentations.multicrop import MultiCrop
 
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 # every random operation off and whole-image crops: large views are the image, small ones the image resized
-IDENTITY = dict(large_scale=(1.0, 1.0), small_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
-                grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0)
+IDENTITY = dict(
+    large_scale=(1.0, 1.0),
+    small_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    flip_prob=0.0,
+    jitter_prob=0.0,
+    grayscale_prob=0.0,
+    blur_prob=0.0,
+    solarize_prob=0.0,
+)
 
 
 def normalised(image: np.ndarray, mean, std) -> torch.Tensor:
@@ -27,7 +35,9 @@ def normalised(image: np.ndarray, mean, std) -> torch.Tensor:
     if image.ndim == 2:
         image = image[..., None]
     x = torch.tensor(np.ascontiguousarray(image), dtype=torch.float64).permute(2, 0, 1) / 255
-    return (x - torch.tensor(mean, dtype=torch.float64)[:, None, None]) / torch.tensor(std, dtype=torch.float64)[:, None, None]
+    return (x - torch.tensor(mean, dtype=torch.float64)[:, None, None]) / torch.tensor(std, dtype=torch.float64)[
+        :, None, None
+    ]
 
 
 def all_views(aug: MultiCrop, image: np.ndarray, seed: int) -> list[torch.Tensor]:
@@ -191,12 +201,25 @@ def test_large_size_is_required_when_images_vary_in_size():
     assert shapes == [(3, 64, 64), (3, 37, 37)]
 
 
-@pytest.mark.parametrize("bad", [
-    {"large_scale": (0.9, 0.5)}, {"large_scale": (0.5, 1.2)}, {"large_scale": (0.0, 1.0)},
-    {"small_scale": (0.5, 0.2)}, {"small_scale": (0.05, 1.5)}, {"small_scale": (-0.1, 0.2)},
-    {"n_large": 0}, {"n_small": -1}, {"n_large": 17}, {"small_size": 4}, {"large_size": 7},
-    {"crop_ratio": (2.0, 1.0)}, {"flip_prob": 1.5}, {"crop_scale": (0.5, 1.0)},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"large_scale": (0.9, 0.5)},
+        {"large_scale": (0.5, 1.2)},
+        {"large_scale": (0.0, 1.0)},
+        {"small_scale": (0.5, 0.2)},
+        {"small_scale": (0.05, 1.5)},
+        {"small_scale": (-0.1, 0.2)},
+        {"n_large": 0},
+        {"n_small": -1},
+        {"n_large": 17},
+        {"small_size": 4},
+        {"large_size": 7},
+        {"crop_ratio": (2.0, 1.0)},
+        {"flip_prob": 1.5},
+        {"crop_scale": (0.5, 1.0)},
+    ],
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         MultiCrop.Params(**bad)
@@ -207,5 +230,3 @@ def test_paper_defaults():
     assert (p.n_large, p.n_small, p.large_size, p.small_size) == (2, 4, None, None)
     assert p.large_scale == (0.14, 1.0) and p.small_scale == (0.05, 0.14)
     assert (p.brightness, p.contrast, p.saturation, p.hue, p.blur_prob) == (0.8, 0.8, 0.8, 0.2, 0.5)
-
-

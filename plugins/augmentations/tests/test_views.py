@@ -10,15 +10,22 @@ import pydantic
 import pytest
 import torch
 from skimage import data as photos
+from sslx_augmentations.views import MoCoV2Views, SimCLRViews
 
 import sslx
-from sslx_augmentations.views import MoCoV2Views, SimCLRViews
 
 PIPELINES = [SimCLRViews, MoCoV2Views]
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 # every random operation off: a view is the image itself
-IDENTITY = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0,
-                blur_prob=0.0, solarize_prob=0.0)
+IDENTITY = dict(
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    flip_prob=0.0,
+    jitter_prob=0.0,
+    grayscale_prob=0.0,
+    blur_prob=0.0,
+    solarize_prob=0.0,
+)
 
 
 COLOUR_VARYING = sslx.DataInfo(channels=3, image_size=None, num_classes=None, **IMAGENET)
@@ -27,7 +34,9 @@ COLOUR_VARYING = sslx.DataInfo(channels=3, image_size=None, num_classes=None, **
 def normalised(image: np.ndarray, mean, std) -> torch.Tensor:
     """(img / 255 - mean) / std in float64, channels first."""
     x = torch.tensor(np.ascontiguousarray(image), dtype=torch.float64).permute(2, 0, 1) / 255
-    return (x - torch.tensor(mean, dtype=torch.float64)[:, None, None]) / torch.tensor(std, dtype=torch.float64)[:, None, None]
+    return (x - torch.tensor(mean, dtype=torch.float64)[:, None, None]) / torch.tensor(std, dtype=torch.float64)[
+        :, None, None
+    ]
 
 
 # -- layout -----------------------------------------------------------------------
@@ -99,7 +108,9 @@ def test_eval_of_a_larger_photo_is_resize_then_center_crop(photo, size):
     expected = normalised(resized[top : top + size, left : left + size], IMAGENET["mean"], IMAGENET["std"])
     torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
     if nw > size:  # a left-aligned crop would be something else
-        assert not torch.allclose(out.double(), normalised(resized[:size, :size], IMAGENET["mean"], IMAGENET["std"]), atol=1e-3)
+        assert not torch.allclose(
+            out.double(), normalised(resized[:size, :size], IMAGENET["mean"], IMAGENET["std"]), atol=1e-3
+        )
 
 
 # -- seeding --------------------------------------------------------------------------
@@ -153,7 +164,9 @@ def test_all_random_operations_off_gives_the_image(cls, fmnist, photo64):
         aug = cls(cls.Params(**IDENTITY), info)
         aug.seed(3)
         for v in range(3):
-            torch.testing.assert_close(aug.view(image, v).double(), normalised(image, info.mean, info.std), rtol=0, atol=1e-6)
+            torch.testing.assert_close(
+                aug.view(image, v).double(), normalised(image, info.mean, info.std), rtol=0, atol=1e-6
+            )
 
 
 @pytest.mark.parametrize("cls", PIPELINES)
@@ -223,11 +236,20 @@ def test_jitter_changes_pixel_values_but_not_geometry(fmnist):
 
 
 @pytest.mark.parametrize("cls", PIPELINES)
-@pytest.mark.parametrize("bad", [
-    {"crop_scale": (0.9, 0.5)}, {"crop_scale": (0.5, 1.2)}, {"crop_scale": (0.0, 1.0)},
-    {"crop_ratio": (1.5, 0.5)}, {"blur_sigma": (2.0, 0.1)}, {"size": 4}, {"flip_prob": 1.5},
-    {"hue": 0.6}, {"rotation": 10},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"crop_scale": (0.9, 0.5)},
+        {"crop_scale": (0.5, 1.2)},
+        {"crop_scale": (0.0, 1.0)},
+        {"crop_ratio": (1.5, 0.5)},
+        {"blur_sigma": (2.0, 0.1)},
+        {"size": 4},
+        {"flip_prob": 1.5},
+        {"hue": 0.6},
+        {"rotation": 10},
+    ],
+)
 def test_params_reject_invalid_values(cls, bad):
     with pytest.raises(pydantic.ValidationError):
         cls.Params(**bad)
@@ -254,5 +276,3 @@ def test_mean_std_must_match_the_channels(params, fmnist):
     _, info = fmnist
     with pytest.raises(sslx.UserError, match="channels"):
         SimCLRViews(SimCLRViews.Params(**params), info)
-
-

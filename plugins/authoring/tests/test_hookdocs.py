@@ -11,10 +11,10 @@ import types
 
 import pytest
 from click.testing import CliRunner
+from sslx_authoring.hookdocs import docs_page, hook_specs, page_problems, render_hooks_markdown, signature_problems
 
 from sslx.cli import cli
 from sslx.plugins import PluginHost
-from sslx_authoring.hookdocs import docs_page, hook_specs, page_problems, render_hooks_markdown, signature_problems
 
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
@@ -26,8 +26,11 @@ def page() -> str:
 
 
 def test_every_hook_spec_says_when_it_is_called():
-    silent = [spec.__name__ for spec in hook_specs()
-              if not any(p.startswith("Fires ") for p in (inspect.getdoc(spec) or "").split("\n\n"))]
+    silent = [
+        spec.__name__
+        for spec in hook_specs()
+        if not any(p.startswith("Fires ") for p in (inspect.getdoc(spec) or "").split("\n\n"))
+    ]
     assert not silent, f"these hook specs' docstrings need a paragraph starting 'Fires ...' that says when: {silent}"
 
 
@@ -59,19 +62,29 @@ def _without_block(text: str, hook: str) -> str:
 @pytest.mark.parametrize(
     ("mistake", "expected"),
     [
-        (lambda t: t.replace("(run: RunContext, step: int,", "(run: RunContext, step: float,"),
-         "sslx_step_finished: documented as"),
-        (lambda t: t.replace("(run: RunContext, step: int,", "(step: int, run: RunContext,"),
-         "sslx_step_finished: documented as"),
+        (
+            lambda t: t.replace("(run: RunContext, step: int,", "(run: RunContext, step: float,"),
+            "sslx_step_finished: documented as",
+        ),
+        (
+            lambda t: t.replace("(run: RunContext, step: int,", "(step: int, run: RunContext,"),
+            "sslx_step_finished: documented as",
+        ),
         (lambda t: t.replace(", lr: float) -> None", ") -> None"), "sslx_step_finished: documented as"),
-        (lambda t: t.replace("sslx_run_started(run: RunContext) -> None", "sslx_run_started(run: RunContext) ->"),
-         "sslx_run_started: documented as"),
+        (
+            lambda t: t.replace("sslx_run_started(run: RunContext) -> None", "sslx_run_started(run: RunContext) ->"),
+            "sslx_run_started: documented as",
+        ),
         (lambda t: t.replace("-> Sequence[Any] | None", "-> list[Any]"), "sslx_run_observers: documented as"),
         (lambda t: _without_block(t, "sslx_run_finished"), "sslx_run_finished: not documented"),
-        (lambda t: t + "\n```python\ndef sslx_run_paused(run: RunContext) -> None\n```\n",
-         "sslx_run_paused: documented, but"),
-        (lambda t: t + "\n```python\ndef sslx_run_started(run: RunContext) -> None\n```\n",
-         "sslx_run_started: documented twice"),
+        (
+            lambda t: t + "\n```python\ndef sslx_run_paused(run: RunContext) -> None\n```\n",
+            "sslx_run_paused: documented, but",
+        ),
+        (
+            lambda t: t + "\n```python\ndef sslx_run_started(run: RunContext) -> None\n```\n",
+            "sslx_run_started: documented twice",
+        ),
     ],
     ids=["annotation", "order", "missing-argument", "not-python", "return", "missing-hook", "unknown-hook", "twice"],
 )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sslx_authoring import INSTALL, scaffold
 
 import sslx
 from sslx.cli import cli
@@ -25,7 +26,6 @@ from sslx.config import COMPONENT_SECTIONS, read_experiment, resolve
 from sslx.errors import UserError
 from sslx.plugins import REGISTRARS, PluginHost
 from sslx.registry import KIND_NAMES
-from sslx_authoring import INSTALL, scaffold
 
 
 def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -35,15 +35,25 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
     return proc
 
 
-@pytest.mark.parametrize("version,expected", [("0.1.0", ">=0.1,<0.2"), ("0.3.7", ">=0.3,<0.4"),
-                                              ("1.2.0", ">=1.2,<2"), ("2.0.1", ">=2.0,<3")])
+@pytest.mark.parametrize(
+    "version,expected", [("0.1.0", ">=0.1,<0.2"), ("0.3.7", ">=0.3,<0.4"), ("1.2.0", ">=1.2,<2"), ("2.0.1", ">=2.0,<3")]
+)
 def test_plugins_require_the_sslx_versions_compatible_with_this_one(version, expected):
     assert scaffold.compatible_range(version) == expected
 
 
-@pytest.mark.parametrize("name,suggestion", [("MyMethod", "my_method"), ("2fast", "my_2fast"),
-                                             ("my-method", "my_method"), ("class", "my_class"),
-                                             ("my__method", "my_method"), ("method_", "method"), ("", "my_method")])
+@pytest.mark.parametrize(
+    "name,suggestion",
+    [
+        ("MyMethod", "my_method"),
+        ("2fast", "my_2fast"),
+        ("my-method", "my_method"),
+        ("class", "my_class"),
+        ("my__method", "my_method"),
+        ("method_", "method"),
+        ("", "my_method"),
+    ],
+)
 def test_bad_names_are_refused_with_what_a_name_is_and_a_good_one(name, suggestion, tmp_path):
     with pytest.raises(UserError) as err:
         scaffold.new_plugin(name, "objective", tmp_path)
@@ -89,8 +99,14 @@ def test_each_kind_is_its_template_renamed(kind, tmp_path, first_party: PluginHo
     name = f"made_{kind}"
     root = scaffold.new_plugin(name, kind, tmp_path)
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert files == ["README.md", f"experiments/{name}.json", "pyproject.toml", f"src/sslx_{name}/__init__.py",
-                     "tests/test_installed.py", f"tests/test_{name}.py"]
+    assert files == [
+        "README.md",
+        f"experiments/{name}.json",
+        "pyproject.toml",
+        f"src/sslx_{name}/__init__.py",
+        "tests/test_installed.py",
+        f"tests/test_{name}.py",
+    ]
     leftovers = {f: re.findall(r".{0,30}example.{0,30}", (root / f).read_text(), re.IGNORECASE) for f in files}
     assert not any(leftovers.values()), leftovers
 
@@ -154,8 +170,17 @@ def test_a_generated_plugin_installs_passes_its_tests_and_trains(fresh_env, tmp_
     result = CliRunner().invoke(cli, ["new-plugin", "centroids", "--kind", "evaluator", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     root = tmp_path / "sslx-centroids"
-    run(fresh_env, "-m", "pip", "install", "--disable-pip-version-check", "--no-build-isolation", "--no-deps", "-e",
-        root)
+    run(
+        fresh_env,
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-build-isolation",
+        "--no-deps",
+        "-e",
+        root,
+    )
     tests = run(fresh_env, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=root).stdout
     assert "4 passed" in tests, tests
     run(fresh_env, "-m", "sslx", "run", root / "experiments" / "centroids.json", "--runs-dir", tmp_path / "runs")
@@ -170,8 +195,16 @@ def test_a_generated_plugin_installs_passes_its_tests_and_trains(fresh_env, tmp_
 def test_the_entry_module_is_light():
     """Every sslx command loads this plugin: its module imports neither torch
     nor the scaffold's machinery, which its commands import when they run."""
-    proc = subprocess.run([sys.executable, "-c", "import sys, sslx_authoring; "
-                           "print(sorted(m for m in ('torch', 'packaging', 'sslx_authoring.scaffold', "
-                           "'sslx_authoring.hookdocs') if m in sys.modules))"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, sslx_authoring; "
+            "print(sorted(m for m in ('torch', 'packaging', 'sslx_authoring.scaffold', "
+            "'sslx_authoring.hookdocs') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

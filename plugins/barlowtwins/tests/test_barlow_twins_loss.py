@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-
 from sslx_barlowtwins.loss import barlow_twins_loss, barlow_twins_terms
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pydantic
 import pytest
 import torch
-from torch import nn
-
-import sslx
 from sslx_barlowtwins.loss import barlow_twins_terms
 from sslx_barlowtwins.objective import BarlowTwins
 from sslx_encoders.models import SmallCNN
+from torch import nn
+
+import sslx
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 
@@ -90,9 +90,9 @@ def test_needs_exactly_two_views(views):
         make_barlow_twins(num_views=views)
 
 
-@pytest.mark.parametrize("bad", [{"off_diagonal_weight": -1e-3}, {"proj_dim": 1}, {"proj_layers": 0}, {"proj_layers": 5}])
+@pytest.mark.parametrize(
+    "bad", [{"off_diagonal_weight": -1e-3}, {"proj_dim": 1}, {"proj_layers": 0}, {"proj_layers": 5}]
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         BarlowTwins.Params(**bad)
-
-

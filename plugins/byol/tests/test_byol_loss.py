@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-
 from sslx_byol.loss import byol_loss
 
 
@@ -26,7 +25,11 @@ def byol_loss_reference(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 def _pair(b: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     # rows of different norms: the loss must only see directions
-    p = torch.randn(b, d, generator=gen, dtype=torch.float64) * torch.rand(b, 1, generator=gen, dtype=torch.float64).add(0.5) * 3
+    p = (
+        torch.randn(b, d, generator=gen, dtype=torch.float64)
+        * torch.rand(b, 1, generator=gen, dtype=torch.float64).add(0.5)
+        * 3
+    )
     z = torch.randn(b, d, generator=gen, dtype=torch.float64) + 0.5 * p.detach()
     return p.requires_grad_(), z.requires_grad_()
 

@@ -10,13 +10,13 @@ import math
 import pydantic
 import pytest
 import torch
-
-import sslx
-from sslx.testing import train_step
-from sslx.config import TrainerParams
-from sslx.engine.trainer import make_optimizer
 from sslx_byol.objective import BYOL
 from sslx_encoders.models import SmallCNN
+
+import sslx
+from sslx.config import TrainerParams
+from sslx.engine.trainer import make_optimizer
+from sslx.testing import train_step
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 
@@ -65,9 +65,14 @@ def test_loss_regresses_each_view_on_the_target_projection_of_the_other():
         z = obj.projector(obj.encoder(x))
         q1, q2 = obj.predictor(z).double().chunk(2)
         t1, t2 = obj.target_projector(obj.target_encoder(x)).double().chunk(2)
-    expected = sum(
-        2 - 2 * float(q[b] @ t[b]) / (float(q[b].norm()) * float(t[b].norm())) for q, t in ((q1, t2), (q2, t1)) for b in range(4)
-    ) / 4
+    expected = (
+        sum(
+            2 - 2 * float(q[b] @ t[b]) / (float(q[b].norm()) * float(t[b].norm()))
+            for q, t in ((q1, t2), (q2, t1))
+            for b in range(4)
+        )
+        / 4
+    )
     assert out.loss.item() == pytest.approx(expected, rel=1e-5)
     assert 0 <= out.loss.item() <= 8
     torch.testing.assert_close(out.embeddings, z.chunk(2)[0])
@@ -77,7 +82,11 @@ def test_loss_regresses_each_view_on_the_target_projection_of_the_other():
 def test_target_network_gets_no_gradient_and_the_online_one_does():
     obj = make_byol()
     obj(random_batch()).loss.backward()
-    for name, p in [*obj.encoder.named_parameters(), *obj.projector.named_parameters(), *obj.predictor.named_parameters()]:
+    for name, p in [
+        *obj.encoder.named_parameters(),
+        *obj.projector.named_parameters(),
+        *obj.predictor.named_parameters(),
+    ]:
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
     for name, p in [*obj.target_encoder.named_parameters(), *obj.target_projector.named_parameters()]:
         assert not p.requires_grad and p.grad is None, name
@@ -108,8 +117,12 @@ def test_target_starts_as_a_frozen_copy_of_the_online_network():
 
 @pytest.mark.parametrize(
     "params,step,total",
-    [({"momentum": 0.9, "momentum_end": 0.99}, 7, 20), ({"momentum": 0.5, "momentum_end": 1.0}, 1, 20),
-     ({"momentum": 0.6, "momentum_end": 0.6}, 13, 20), ({"momentum": 0.7, "momentum_end": 1.0}, 20, 20)],
+    [
+        ({"momentum": 0.9, "momentum_end": 0.99}, 7, 20),
+        ({"momentum": 0.5, "momentum_end": 1.0}, 1, 20),
+        ({"momentum": 0.6, "momentum_end": 0.6}, 13, 20),
+        ({"momentum": 0.7, "momentum_end": 1.0}, 20, 20),
+    ],
 )
 def test_on_step_end_applies_the_ema_with_the_scheduled_momentum(params, step, total):
     """After on_step_end(step): target = m * old_target + (1 - m) * online for
@@ -120,7 +133,9 @@ def test_on_step_end_applies_the_ema_with_the_scheduled_momentum(params, step, t
     opt = torch.optim.SGD([p for p in obj.parameters() if p.requires_grad], lr=0.5)
     obj(batch).loss.backward()
     opt.step()
-    before = [(name, t.detach().double().clone(), o.detach().double().clone()) for name, t, o in target_and_online_params(obj)]
+    before = [
+        (name, t.detach().double().clone(), o.detach().double().clone()) for name, t, o in target_and_online_params(obj)
+    ]
     assert any(not torch.equal(t, o) for _, t, o in before)  # the step moved the online side
     m = cosine_schedule(params["momentum"], params["momentum_end"], step, total)
     assert obj.momentum_at(step) == pytest.approx(m, rel=1e-12)
@@ -149,10 +164,16 @@ def test_with_momentum_one_the_target_stays_put():
         assert torch.equal(t, old), name
 
 
-@pytest.mark.parametrize("bad", [
-    {"momentum": 0.99, "momentum_end": 0.9},  # the schedule only rises
-    {"momentum": 1.5}, {"momentum_end": -0.1}, {"proj_dim": 0}, {"pred_hidden_dim": 0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"momentum": 0.99, "momentum_end": 0.9},  # the schedule only rises
+        {"momentum": 1.5},
+        {"momentum_end": -0.1},
+        {"proj_dim": 0},
+        {"pred_hidden_dim": 0},
+    ],
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         BYOL.Params(**bad)
@@ -197,5 +218,3 @@ def test_target_network_round_trips_through_the_state_dict():
 def test_needs_exactly_two_views(views):
     with pytest.raises(sslx.UserError, match="'byol' needs 2 views per sample, but the sampler gives"):
         make_byol(num_views=views)
-
-

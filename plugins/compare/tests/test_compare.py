@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers import EXPERIMENTS, SSLX, read_run, tiny_overrides
+from sslx_compare import comparison as compare
 
 from sslx.cli import cli
-from sslx_compare import comparison as compare
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import load_plugins
 from sslx.records import record_run
@@ -32,9 +32,11 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Runs 1 and 2: simclr at lr 0.06 and 0.12; run 3: moco (trained once per module)."""
     runs = tmp_path_factory.mktemp("runs")
     host = load_plugins(strict=True)
-    for method, name, sets in [("simclr", "simclr-a", ["trainer.lr=0.06"]),
-                               ("simclr", "simclr-b", ["trainer.lr=0.12"]),
-                               ("moco", "moco-a", [])]:
+    for method, name, sets in [
+        ("simclr", "simclr-a", ["trainer.lr=0.06"]),
+        ("simclr", "simclr-b", ["trainer.lr=0.12"]),
+        ("moco", "moco-a", []),
+    ]:
         raw = apply_overrides(read_experiment(EXPERIMENTS / f"{method}.json"), tiny_overrides(method) + sets)
         record = record_run(resolve(raw, host, source=method), host, runs_dir=runs, name=name)
         assert record.status == "COMPLETED"
@@ -86,14 +88,19 @@ def test_table_shows_what_differs_and_the_final_metrics(runs_dir):
 
 
 def test_json_through_the_installed_command_equals_the_records(runs_dir):
-    proc = subprocess.run([SSLX, "compare", "--source", str(runs_dir), "--json"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [SSLX, "compare", "--source", str(runs_dir), "--json"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["id"] for r in rows] == ["1", "2", "3"]
     for row in rows:
         rec = read_run(runs_dir / row["id"])
-        assert row["eval.knn_top1"] == rec["metrics"]["eval.knn_top1"]["values"][-1] == rec["run"]["result"]["eval.knn_top1"]
+        assert (
+            row["eval.knn_top1"]
+            == rec["metrics"]["eval.knn_top1"]["values"][-1]
+            == rec["run"]["result"]["eval.knn_top1"]
+        )
         assert row["trainer.lr"] == rec["config"]["trainer"]["lr"]
         assert row["method"] == rec["config"]["objective"]["name"] and row["status"] == "COMPLETED"
         start, stop = (datetime.fromisoformat(rec["run"][k]) for k in ("start_time", "stop_time"))
@@ -131,8 +138,9 @@ def test_last_filter_and_named_runs_select_runs(runs_dir):
 
 def test_plot_writes_one_subplot_per_metric(runs_dir, tmp_path):
     out = tmp_path / "plots" / "curves.png"
-    code, output = invoke("--source", str(runs_dir), "--plot", str(out), "--metric", "train.loss",
-                          "--metric", "eval.knn_top1")
+    code, output = invoke(
+        "--source", str(runs_dir), "--plot", str(out), "--metric", "train.loss", "--metric", "eval.knn_top1"
+    )
     assert code == 0, output
     data = out.read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 10_000
@@ -144,19 +152,26 @@ def test_plot_writes_one_subplot_per_metric(runs_dir, tmp_path):
 
 
 def test_wide_tables_cut_long_cells():
-    runs = [compare.RunSummary(str(i), f"run{i}", "COMPLETED", None, None,
-                               {"objective": {"name": "x" * 40 + str(i)}, "a": i}, {}) for i in (1, 2)]
+    runs = [
+        compare.RunSummary(
+            str(i), f"run{i}", "COMPLETED", None, None, {"objective": {"name": "x" * 40 + str(i)}, "a": i}, {}
+        )
+        for i in (1, 2)
+    ]
     text = compare.format_text(*compare.table(runs))
     assert "…" in text and all(len(cell) <= compare.CELL_WIDTH for line in text.splitlines() for cell in line.split())
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["9"], "RUN '9'"),
-    (["--filter", "objective.name"], "--filter 'objective.name'"),
-    (["--json", "--csv"], "--json and --csv"),
-    (["--metric", "nope", "--plot", "x.png"], "--metric nope"),
-    (["--last", "0"], "--last 0"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["9"], "RUN '9'"),
+        (["--filter", "objective.name"], "--filter 'objective.name'"),
+        (["--json", "--csv"], "--json and --csv"),
+        (["--metric", "nope", "--plot", "x.png"], "--metric nope"),
+        (["--last", "0"], "--last 0"),
+    ],
+)
 def test_mistakes_are_one_paragraph_naming_the_argument(runs_dir, args, needle):
     code, out = invoke("--source", str(runs_dir), *args)
     assert code == 2 and needle in out and "Traceback" not in out
@@ -171,6 +186,7 @@ def test_a_folder_that_is_not_a_run_or_a_missing_source_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------- MongoDB
+
 
 def _record_plain_sacred_runs(uri: str, runs: Path) -> None:
     """Two runs of a plain Sacred experiment (not sslx's recorder), each

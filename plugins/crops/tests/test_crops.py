@@ -10,10 +10,10 @@ import pydantic
 import pytest
 import torch
 from skimage import data as photos
-
-import sslx
 from sslx_augmentations.views import MoCoV2Views
 from sslx_crops.sampler import Crops
+
+import sslx
 
 INFO = sslx.DataInfo(channels=3, image_size=(48, 48), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_classes=2)
 
@@ -43,8 +43,9 @@ def test_sample_returns_the_augmentations_successive_views(split, views):
 
 def test_views_are_of_the_requested_image(split):
     """With every random operation off, each view is the normalised image at `index`."""
-    identity = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
-                    grayscale_prob=0.0, blur_prob=0.0)
+    identity = dict(
+        crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0
+    )
     augmentation = MoCoV2Views(MoCoV2Views.Params(**identity), INFO)
     augmentation.seed(0)
     for index in (0, 1):
@@ -80,5 +81,3 @@ def test_sampler_is_picklable(split):
     augmentation = MoCoV2Views(MoCoV2Views.Params(), INFO)
     augmentation.seed(0)
     assert len(sampler.sample(split, 0, augmentation)) == 4
-
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from sslx_datasets import store
 
 
@@ -15,8 +14,10 @@ def require_prepared(*relative: str) -> Path:
     folder = store.data_dir()
     missing = [r for r in relative if not (folder / r).exists()]
     if missing:
-        pytest.fail(f"the data folder {folder} lacks {', '.join(missing)}: prepare it with `make setup` "
-                    f"(or `.venv/bin/sslx data prepare all`) before running these tests.")
+        pytest.fail(
+            f"the data folder {folder} lacks {', '.join(missing)}: prepare it with `make setup` "
+            f"(or `.venv/bin/sslx data prepare all`) before running these tests."
+        )
     return folder
 
 

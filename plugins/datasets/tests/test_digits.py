@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pydantic
 import pytest
-
-import sslx
 from sslx_datasets import store
 from sslx_datasets.digits import MNIST, MovingDigits
+
+import sslx
 
 
 @pytest.fixture
@@ -57,8 +57,11 @@ def test_mnist_sizes_take_the_first_digits_of_the_fixed_split(digits):
 
 
 def test_moving_digits_tracks_hold_every_digit_in_every_frame(digits):
-    data = MovingDigits(MovingDigits.Params(train_size=12, test_size=6, length=10, num_objects=3, rotation=25,
-                                            scale=(0.7, 1.2), compose="over"))
+    data = MovingDigits(
+        MovingDigits.Params(
+            train_size=12, test_size=6, length=10, num_objects=3, rotation=25, scale=(0.7, 1.2), compose="over"
+        )
+    )
     for name in ("train", "test"):
         split = data.split(name)
         ids = np.concatenate([split.tracks(i).ids for i in range(len(split))])
@@ -76,7 +79,9 @@ def test_moving_digits_tracks_hold_every_digit_in_every_frame(digits):
             assert (frames[~inside] == 0).all()  # all ink lies in the boxes
             assert ((tracks.visible >= 0) & (tracks.visible <= 1)).all()
     x = data.split("train").clips.astype(np.float64) / 255  # both splits: the train frames' statistics
-    assert data.split("test").info.mean == pytest.approx((x.mean(),)) and data.split("test").info.std == pytest.approx((x.std(),))
+    assert data.split("test").info.mean == pytest.approx((x.mean(),)) and data.split("test").info.std == pytest.approx(
+        (x.std(),)
+    )
 
 
 def test_moving_digits_train_and_test_clips_use_their_own_digits(digits):
@@ -138,11 +143,11 @@ def test_data_cli_prints_the_folder_and_rejects_unknown_items(monkeypatch, tmp_p
 
 
 def test_new_datasets_meet_the_component_contract_and_are_registered():
-    from sslx.plugins import load_plugins
-    from sslx.testing import check_component
-
     from sslx_datasets.digits import TalkingDigits
     from sslx_datasets.video import VideoFolder
+
+    from sslx.plugins import load_plugins
+    from sslx.testing import check_component
 
     host = load_plugins(strict=False)
     for cls in (MNIST, MovingDigits, TalkingDigits, VideoFolder):

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pydantic
 import pytest
+from sslx_datasets.images import DEBIAN_FASHION_MNIST, FASHION_MNIST_FILES, FashionMNIST, read_idx
 
 import sslx
-from sslx_datasets.images import DEBIAN_FASHION_MNIST, FASHION_MNIST_FILES, FashionMNIST, read_idx
 
 # the real files: where `make setup` put them (Debian's package, or $SSLX_FASHION_MNIST_DIR)
 REAL = Path(os.environ.get("SSLX_FASHION_MNIST_DIR") or DEBIAN_FASHION_MNIST)
@@ -77,8 +77,9 @@ def test_train_split_is_the_real_data(full):
     np.testing.assert_array_equal(split.images[..., 0], parse_idx_gz(REAL / "train-images-idx3-ubyte.gz"))
     assert len(split) == 60000 and split.image(123).shape == (28, 28, 1)
     np.testing.assert_array_equal(split.image(123), split.images[123])
-    assert split.info == sslx.DataInfo(channels=1, image_size=(28, 28), mean=FashionMNIST.MEAN,
-                                       std=FashionMNIST.STD, num_classes=10)
+    assert split.info == sslx.DataInfo(
+        channels=1, image_size=(28, 28), mean=FashionMNIST.MEAN, std=FashionMNIST.STD, num_classes=10
+    )
 
 
 def test_declared_mean_and_std_are_those_of_the_training_images(full):
@@ -123,8 +124,10 @@ def test_unknown_split_is_a_user_error(full):
 # -- where the files are looked for ---------------------------------------------
 
 
-@pytest.mark.skipif(not Path(DEBIAN_FASHION_MNIST, "t10k-images-idx3-ubyte.gz").exists(),
-                    reason="Debian's dataset-fashion-mnist is not installed (the files come from $SSLX_FASHION_MNIST_DIR)")
+@pytest.mark.skipif(
+    not Path(DEBIAN_FASHION_MNIST, "t10k-images-idx3-ubyte.gz").exists(),
+    reason="Debian's dataset-fashion-mnist is not installed (the files come from $SSLX_FASHION_MNIST_DIR)",
+)
 def test_default_location_is_the_debian_package(no_env):
     dataset = FashionMNIST(FashionMNIST.Params(test_size=10))
     assert dataset.folder() == (Path(DEBIAN_FASHION_MNIST), "the Debian package location")
@@ -234,14 +237,18 @@ def test_read_idx_known_bytes(tmp_path):
     assert read_idx(path).tolist() == [[1, 2], [3, 255]]
 
 
-@pytest.mark.parametrize("data,reason", [
-    (bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3]), "truncated"),   # 3 of 4 values
-    (bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 1, 1, 2, 3]), "truncated"),   # one value too many
-    (bytes([0, 0, 8, 3, 0, 0, 0, 2]), "truncated"),                        # header cut short
-    (bytes([0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0]), "bad header"),        # float data
-    (bytes([1, 0, 8, 1, 0, 0, 0, 1, 5]), "bad header"),
-    (bytes([0, 0, 8]), "bad header"),
-], ids=["short-body", "long-body", "short-header", "float-type", "bad-magic", "tiny"])
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3]), "truncated"),  # 3 of 4 values
+        (bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 1, 1, 2, 3]), "truncated"),  # one value too many
+        (bytes([0, 0, 8, 3, 0, 0, 0, 2]), "truncated"),  # header cut short
+        (bytes([0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0]), "bad header"),  # float data
+        (bytes([1, 0, 8, 1, 0, 0, 0, 1, 5]), "bad header"),
+        (bytes([0, 0, 8]), "bad header"),
+    ],
+    ids=["short-body", "long-body", "short-header", "float-type", "bad-magic", "tiny"],
+)
 def test_read_idx_rejects_malformed_files(tmp_path, data, reason):
     path = tmp_path / "bad.idx"
     path.write_bytes(data)

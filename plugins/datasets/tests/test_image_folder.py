@@ -11,9 +11,9 @@ import pydantic
 import pytest
 from PIL import Image
 from skimage import data as photos
+from sslx_datasets.images import IMAGENET_MEAN, IMAGENET_STD, ImageFolder
 
 import sslx
-from sslx_datasets.images import IMAGENET_MEAN, IMAGENET_STD, ImageFolder
 
 # relative path -> (the array written, its class index when labeled)
 TRAIN = {
@@ -104,7 +104,9 @@ def test_unlabeled_split_takes_every_image_below_root(tree):
 
 
 def test_test_split_uses_the_train_class_indices(tree):
-    dataset = ImageFolder(ImageFolder.Params(root=str(tree["train_root"]), test_root=str(tree["test_root"]), labeled=True))
+    dataset = ImageFolder(
+        ImageFolder.Params(root=str(tree["train_root"]), test_root=str(tree["test_root"]), labeled=True)
+    )
     dataset.split("train")
     split = dataset.split("test")
     names = relative(split, tree["test_root"])
@@ -214,7 +216,9 @@ def test_a_file_broken_after_the_scan_still_names_itself(tmp_path):
     assert str(tmp_path / "a.png") in str(err.value)
 
 
-@pytest.mark.parametrize("params", [{"mean": (0.5,)}, {"std": (0.2, 0.2)}, {"grayscale": True, "mean": (0.5, 0.5, 0.5)}])
+@pytest.mark.parametrize(
+    "params", [{"mean": (0.5,)}, {"std": (0.2, 0.2)}, {"grayscale": True, "mean": (0.5, 0.5, 0.5)}]
+)
 def test_normalisation_needs_one_value_per_channel(tree, params):
     with pytest.raises(sslx.UserError, match="one per channel"):
         ImageFolder(ImageFolder.Params(root=str(tree["train_root"]), **params)).split("train")

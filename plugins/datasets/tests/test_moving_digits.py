@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from sslx_datasets.images import FashionMNIST
 from sslx_datasets.moving_digits import moving_digits, trajectory
 
@@ -21,8 +20,9 @@ def source():
 @pytest.mark.parametrize("compose", ["max", "over"])
 def test_every_box_holds_its_objects_pixels_in_every_frame(source, compose):
     images, labels = source
-    clips = moving_digits(images, labels, num_clips=6, length=30, canvas=48, num_objects=3, speed=(1, 4),
-                          compose=compose, seed=3)
+    clips = moving_digits(
+        images, labels, num_clips=6, length=30, canvas=48, num_objects=3, speed=(1, 4), compose=compose, seed=3
+    )
     n, t, k = clips.visible.shape
     assert clips.frames.shape == (6, 30, 48, 48) and clips.boxes.shape == (6, 30, 3, 4)
     for i in range(n):
@@ -102,12 +102,15 @@ def test_occlusion_happens_with_crowded_canvases(source):
     assert (clips.visible < 1).any() and ((clips.visible >= 0) & (clips.visible <= 1)).all()
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"canvas": 20}, "smaller than the 28x28 images"),
-    ({"speed": (3, 1)}, "speed must be a range"),
-    ({"compose": "add"}, "compose must be"),
-    ({"num_objects": 0}, "must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"canvas": 20}, "smaller than the 28x28 images"),
+        ({"speed": (3, 1)}, "speed must be a range"),
+        ({"compose": "add"}, "compose must be"),
+        ({"num_objects": 0}, "must be >= 1"),
+    ],
+)
 def test_bad_arguments_say_what_to_do(source, kwargs, message):
     images, labels = source
     with pytest.raises(ValueError, match=message):
@@ -123,15 +126,19 @@ def digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("compose,expected", [
-    ("max", "4f6824c80397be19434643be7ca09492e8b2606165ffd83a569fa9288556a02a"),
-    ("over", "a6e509c557b5c6d19fd5e94bfd288d69f2a209aeb6e69d290ff9ff1e3099dc55"),
-])
+@pytest.mark.parametrize(
+    "compose,expected",
+    [
+        ("max", "4f6824c80397be19434643be7ca09492e8b2606165ffd83a569fa9288556a02a"),
+        ("over", "a6e509c557b5c6d19fd5e94bfd288d69f2a209aeb6e69d290ff9ff1e3099dc55"),
+    ],
+)
 def test_without_rotation_and_scaling_the_clips_are_those_of_the_first_version(source, compose, expected):
     """The digests were taken from the generator before rotation and scale existed."""
     images, labels = source
-    clips = moving_digits(images, labels, num_clips=5, length=12, canvas=48, num_objects=3, speed=(1, 4),
-                          compose=compose, seed=11)
+    clips = moving_digits(
+        images, labels, num_clips=5, length=12, canvas=48, num_objects=3, speed=(1, 4), compose=compose, seed=11
+    )
     assert digest(clips.frames, clips.boxes, clips.sources, clips.visible) == expected
     assert (clips.angles == 0).all() and (clips.scales == 1).all()
 
@@ -170,14 +177,27 @@ def test_rotating_digits_turn_smoothly_by_the_recorded_angle(source):
             drawn, angle = clips.frames[i, t, y0:y1, x0:x1], float(clips.angles[i, t, 0])
             assert correlation(drawn, rotate_reference(image, angle)) > 0.9
             if abs(angle) > 15:  # the direction is right, not only the amount
-                assert correlation(drawn, rotate_reference(image, angle)) > correlation(drawn, rotate_reference(image, -angle))
+                assert correlation(drawn, rotate_reference(image, angle)) > correlation(
+                    drawn, rotate_reference(image, -angle)
+                )
 
 
 @pytest.mark.parametrize("compose", ["max", "over"])
 def test_scaled_and_turned_digits_stay_inside_their_exact_boxes(source, compose):
     images, labels = source
-    clips = moving_digits(images, labels, num_clips=6, length=20, canvas=56, num_objects=2, speed=(1, 4),
-                          compose=compose, seed=4, rotation=30, scale=(0.6, 1.5))
+    clips = moving_digits(
+        images,
+        labels,
+        num_clips=6,
+        length=20,
+        canvas=56,
+        num_objects=2,
+        speed=(1, 4),
+        compose=compose,
+        seed=4,
+        rotation=30,
+        scale=(0.6, 1.5),
+    )
     assert clips.scales.min() >= 0.6 and clips.scales.max() <= 1.5 and np.ptp(clips.scales) > 0.5
     assert np.abs(np.diff(clips.scales, axis=1)).max() <= 0.45 * 2 * np.pi / 16 + 1e-4  # smooth
     size = clips.boxes[..., 2:] - clips.boxes[..., :2]
@@ -195,7 +215,7 @@ def test_scaled_and_turned_digits_stay_inside_their_exact_boxes(source, compose)
         for t in (0, 10, 19):
             x0, y0, x1, y1 = lone.boxes[i, t, 0]
             drawn = lone.frames[i, t, y0:y1, x0:x1].astype(np.float64)
-            ys, xs = np.mgrid[0:y1 - y0, 0:x1 - x0]
+            ys, xs = np.mgrid[0 : y1 - y0, 0 : x1 - x0]
             centre = np.array([(drawn * ys).sum(), (drawn * xs).sum()]) / drawn.sum() / (y1 - y0)
             ys, xs = np.mgrid[0:28, 0:28]
             expected = np.array([(image * ys).sum(), (image * xs).sum()]) / image.sum() / 28
@@ -211,11 +231,14 @@ def test_motion_does_not_depend_on_rotation(source):
     assert not np.array_equal(plain.frames, turned.frames)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"scale": (1.2, 0.8)}, "scale must be a range"),
-    ({"rotation": -5}, "rotation is the largest angle"),
-    ({"canvas": 40, "scale": (1, 1.5)}, r"smaller than the 28x28 images at scale 1.5 \(42x42\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"scale": (1.2, 0.8)}, "scale must be a range"),
+        ({"rotation": -5}, "rotation is the largest angle"),
+        ({"canvas": 40, "scale": (1, 1.5)}, r"smaller than the 28x28 images at scale 1.5 \(42x42\)"),
+    ],
+)
 def test_bad_rotation_or_scale_say_what_to_do(source, kwargs, message):
     images, labels = source
     with pytest.raises(ValueError, match=message):

@@ -8,10 +8,10 @@ import json
 
 import numpy as np
 import pytest
-
-import sslx
 from sslx_datasets import store
 from sslx_datasets.digits import NOISE_FLOOR, TalkingDigits, frame_rms
+
+import sslx
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_nothing_is_said_before_the_onset(talking):
         audio, start = train.audio(i), int(round(train.onsets[i] * 16000))
         before = audio[:start].astype(np.float64)
         if len(before) > 100:
-            assert np.sqrt(np.mean(before ** 2)) < 1.5 * NOISE_FLOOR
+            assert np.sqrt(np.mean(before**2)) < 1.5 * NOISE_FLOOR
         sound = np.flatnonzero(np.abs(audio) > 8 * NOISE_FLOOR)  # far above the noise floor: speech
         assert start <= sound[0] <= start + 0.1 * 16000  # begins at the onset (soft starts take a few tens of ms)
         assert np.abs(audio).max() > 0.45  # utterances peak at 0.5

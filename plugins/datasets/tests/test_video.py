@@ -10,10 +10,10 @@ import shutil
 import av
 import numpy as np
 import pytest
-
-import sslx
 from sslx_datasets import store
 from sslx_datasets.video import VideoFolder, clip_starts, decode, on_grid, place_audio, to_array
+
+import sslx
 
 AC3_FRAME = 1536 / 48000  # seconds of sound in one AC3 packet
 AAC_FRAME = 1024 / 48000
@@ -39,7 +39,9 @@ def first_frame_time(path) -> float:
         return min(float(f.time) for _, f in zip(range(8), c.decode(video=0)))
 
 
-@pytest.mark.parametrize("name,seconds,packet", [("Megamind.avi", 11.26, AC3_FRAME), ("bigbuckbunny.mp4", 5.31, AAC_FRAME)])
+@pytest.mark.parametrize(
+    "name,seconds,packet", [("Megamind.avi", 11.26, AC3_FRAME), ("bigbuckbunny.mp4", 5.31, AAC_FRAME)]
+)
 def test_real_audio_is_16khz_and_lasts_as_long_as_its_stream(clips, name, seconds, packet):
     d = decode(clips / name, 32, False, None, 16000)
     start = first_frame_time(clips / name)  # the track's sample 0 is the first frame's time
@@ -50,8 +52,9 @@ def test_real_audio_is_16khz_and_lasts_as_long_as_its_stream(clips, name, second
 
 
 def test_megamind_has_one_bad_audio_packet_skipped_and_reported(clips):
-    data = VideoFolder(VideoFolder.Params(files=["Megamind.avi", "bigbuckbunny.mp4"], audio=True, fps=8, clip_length=8,
-                                          size=32))
+    data = VideoFolder(
+        VideoFolder.Params(files=["Megamind.avi", "bigbuckbunny.mp4"], audio=True, fps=8, clip_length=8, size=32)
+    )
     train = data.split("train")
     assert train.sample_rate == 16000 and train.audio(0).shape == (16000,) and train.audio(0).dtype == np.float32
     report = data.report()
@@ -72,7 +75,7 @@ def test_vtest_has_795_frames_cut_into_16_frame_clips_split_80_20(clips):
     assert train.starts.max() + 16 <= test.starts.min()  # test clips are the video's last ones
     # the clips are consecutive pieces of the decoded video
     video = decode(clips / "vtest.avi", 32, True, None, None).frames
-    np.testing.assert_array_equal(test.frames(2), video[test.starts[2]:test.starts[2] + 16])
+    np.testing.assert_array_equal(test.frames(2), video[test.starts[2] : test.starts[2] + 16])
     x = np.concatenate([train.frames(i) for i in range(len(train))]).astype(np.float64) / 255
     assert train.info.mean == pytest.approx((x.mean(),)) and train.info.std == pytest.approx((x.std(),))
 
@@ -81,7 +84,7 @@ def test_a_lower_fps_picks_every_other_frame(clips):
     native = decode(clips / "vtest.avi", 16, True, None, None).frames
     half = decode(clips / "vtest.avi", 16, True, 5.0, None).frames
     assert len(half) == math.floor(79.4 * 5 + 0.5) + 1
-    np.testing.assert_array_equal(half, native[::2][:len(half)])
+    np.testing.assert_array_equal(half, native[::2][: len(half)])
 
 
 def test_cut_files_decode_as_far_as_they_go(clips, tmp_path):
@@ -103,7 +106,9 @@ def test_cut_files_decode_as_far_as_they_go(clips, tmp_path):
 
 def test_user_mistakes_say_what_to_do(clips, tmp_path, monkeypatch):
     with pytest.raises(sslx.UserError, match="vtest.avi has no audio stream.*set dataset.audio to false"):
-        VideoFolder(VideoFolder.Params(files=["vtest.avi", "bigbuckbunny.mp4"], audio=True, fps=8, size=16)).split("train")
+        VideoFolder(VideoFolder.Params(files=["vtest.avi", "bigbuckbunny.mp4"], audio=True, fps=8, size=16)).split(
+            "train"
+        )
     with pytest.raises(sslx.UserError, match=r"different rates .*bikes.mp4: 25 fps.*set dataset.fps"):
         VideoFolder(VideoFolder.Params(files=["tree.avi", "bikes.mp4"], size=16)).split("train")
     with pytest.raises(sslx.UserError, match=r"dataset.files: nope.avi not found .*vtest.avi"):
@@ -130,8 +135,12 @@ def test_grid_shows_the_last_frame_at_or_before_each_time():
 
 
 def test_audio_chunks_go_where_their_timestamps_say():
-    chunks = [(0.5, np.full(2, 9, np.float32)), (0.8, np.array([5, 6, 7], np.float32)), (1.1, np.ones(3, np.float32)),
-              (1.6, np.full(2, 2, np.float32))]
+    chunks = [
+        (0.5, np.full(2, 9, np.float32)),
+        (0.8, np.array([5, 6, 7], np.float32)),
+        (1.1, np.ones(3, np.float32)),
+        (1.6, np.full(2, 2, np.float32)),
+    ]
     track = place_audio(chunks, start=1.0, rate=10)
     np.testing.assert_array_equal(track, [7, 1, 1, 1, 0, 0, 2, 2])  # early samples dropped, the gap stays silent
 

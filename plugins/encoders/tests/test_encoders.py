@@ -6,15 +6,20 @@ from __future__ import annotations
 import pydantic
 import pytest
 import torch
+from sslx_encoders.models import ResNet18, ResNet50, SmallCNN
 from torch import nn
 
 import sslx
-from sslx_encoders.models import ResNet18, ResNet50, SmallCNN
 
 
 def info(channels: int, side: int | None) -> sslx.DataInfo:
-    return sslx.DataInfo(channels=channels, image_size=None if side is None else (side, side),
-                         mean=(0.5,) * channels, std=(0.25,) * channels, num_classes=None)
+    return sslx.DataInfo(
+        channels=channels,
+        image_size=None if side is None else (side, side),
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        num_classes=None,
+    )
 
 
 def images(b: int, channels: int, side: int, seed: int = 0) -> torch.Tensor:
@@ -92,14 +97,17 @@ def test_small_cnn_params_reject_invalid_values(bad):
 # -- ResNet-18 -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("channels,side,small_images,expect_small", [
-    (1, 28, "auto", True),     # Fashion-MNIST: small stem, one input channel
-    (3, 32, "auto", True),     # CIFAR-sized
-    (3, 64, False, False),     # the ImageNet stem on request
-    (1, 64, False, False),     # ImageNet stem on a grayscale input
-    (3, 96, "auto", False),    # above 64 px auto keeps the ImageNet stem
-    (3, None, "auto", False),  # images of varying size: ImageNet stem
-])
+@pytest.mark.parametrize(
+    "channels,side,small_images,expect_small",
+    [
+        (1, 28, "auto", True),  # Fashion-MNIST: small stem, one input channel
+        (3, 32, "auto", True),  # CIFAR-sized
+        (3, 64, False, False),  # the ImageNet stem on request
+        (1, 64, False, False),  # ImageNet stem on a grayscale input
+        (3, 96, "auto", False),  # above 64 px auto keeps the ImageNet stem
+        (3, None, "auto", False),  # images of varying size: ImageNet stem
+    ],
+)
 def test_resnet18_stem_shapes_and_stages(channels, side, small_images, expect_small):
     torch.manual_seed(0)
     encoder = ResNet18(ResNet18.Params(small_images=small_images), info(channels, side))
@@ -155,5 +163,3 @@ def test_resnet50_quick_forward():
     with torch.no_grad():
         out = encoder(images(2, 3, 32))
     assert out.shape == (2, 2048) and torch.isfinite(out).all()
-
-

@@ -9,19 +9,27 @@ import numpy as np
 import pydantic
 import pytest
 import torch
-
-import sslx
-from sslx.testing import check_component
 from sslx_augmentations.views import MoCoV2Views
 from sslx_datasets.images import FashionMNIST
 from sslx_encoders.models import SmallCNN
 from sslx_finetune.evaluator import Classifier, Finetune, class_balanced_subset, flip_and_translate
 
+import sslx
+from sslx.testing import check_component
+
 
 def context(dataset: sslx.Dataset, encoder: sslx.Encoder, seed: int = 0) -> sslx.EvalContext:
     info = dataset.split("train").info
-    return sslx.EvalContext(encoder=encoder, dataset=dataset, augmentation=MoCoV2Views(MoCoV2Views.Params(), info),
-                            device=torch.device("cpu"), batch_size=250, num_workers=0, progress=False, seed=seed)
+    return sslx.EvalContext(
+        encoder=encoder,
+        dataset=dataset,
+        augmentation=MoCoV2Views(MoCoV2Views.Params(), info),
+        device=torch.device("cpu"),
+        batch_size=250,
+        num_workers=0,
+        progress=False,
+        seed=seed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +112,11 @@ class Recording(Finetune):
 
     def record(self, model, phase):
         modes = self.modes.setdefault(phase, [])
-        return [m.register_forward_pre_hook(lambda m, args: modes.append(m.training))
-                for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        return [
+            m.register_forward_pre_hook(lambda m, args: modes.append(m.training))
+            for m in model.modules()
+            if isinstance(m, torch.nn.BatchNorm2d)
+        ]
 
     def fit(self, model, images, labels, ctx):
         self.model, self.modes = model, {}
@@ -182,12 +193,15 @@ class Images(sslx.Dataset):
         return sslx.ArraySplit(images, None if labels is None else np.asarray(labels, dtype=np.int64), self.INFO)
 
 
-@pytest.mark.parametrize("train_labels,test_labels", [
-    (None, None),
-    ([0, 1] * 8, None),
-    ([-1] * 16, [0, 1] * 8),
-    ([0, 1] * 8, [0, 1] * 7 + [0, -1]),
-])
+@pytest.mark.parametrize(
+    "train_labels,test_labels",
+    [
+        (None, None),
+        ([0, 1] * 8, None),
+        ([-1] * 16, [0, 1] * 8),
+        ([0, 1] * 8, [0, 1] * 7 + [0, -1]),
+    ],
+)
 def test_unlabeled_data_is_a_user_error(train_labels, test_labels):
     dataset = Images(train_labels, test_labels)
     ctx = context(dataset, small_cnn(Images.INFO, width=4, blocks=1))
@@ -198,7 +212,8 @@ def test_unlabeled_data_is_a_user_error(train_labels, test_labels):
 def test_partly_labeled_training_split_uses_its_labeled_items():
     dataset = Images([0, 1] * 4 + [-1] * 8, [0, 1] * 8)
     result = Finetune(Finetune.Params(label_fraction=1.0, epochs=1)).evaluate(
-        context(dataset, small_cnn(Images.INFO, width=4, blocks=1)))
+        context(dataset, small_cnn(Images.INFO, width=4, blocks=1))
+    )
     assert result["finetune_train_size"] == 8.0 and 0 <= result["finetune_top1"] <= 1
 
 
@@ -210,8 +225,18 @@ def test_classifier_is_encoder_then_linear_head():
         torch.testing.assert_close(model(x), encoder(x) @ model.head.weight.T + model.head.bias)
 
 
-@pytest.mark.parametrize("bad", [{"label_fraction": 0.0}, {"label_fraction": 1.5}, {"epochs": 0}, {"pad": -1},
-                                 {"batch_size": 0}, {"lr": -0.1}, {"augment": True}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"label_fraction": 0.0},
+        {"label_fraction": 1.5},
+        {"epochs": 0},
+        {"pad": -1},
+        {"batch_size": 0},
+        {"lr": -0.1},
+        {"augment": True},
+    ],
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         Finetune.Params(**bad)

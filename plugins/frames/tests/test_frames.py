@@ -12,12 +12,11 @@ import numpy as np
 import pydantic
 import pytest
 import torch
+from sslx_frames.sampler import Frames, draw_times, frames_needed
 
 import sslx
 from sslx.engine.data import ViewDataset
 from sslx.testing import PixelViews, check_component
-from sslx_frames.sampler import Frames, draw_times, frames_needed
-
 
 INFO = sslx.DataInfo(channels=2, image_size=(4, 4), mean=(0.0, 0.0), std=(1.0, 1.0), num_classes=3)
 
@@ -70,9 +69,9 @@ def test_samples_satisfy_the_definition(length, window, min_offset, gap, pairs):
             offsets.add(t1 - t0)
             times.append((t0, t1))
         for k in range(pairs):
-            for l in range(pairs):
-                if k != l:
-                    assert min(abs(a - b) for a in times[k] for b in times[l]) >= gap
+            for m in range(pairs):
+                if k != m:
+                    assert min(abs(a - b) for a in times[k] for b in times[m]) >= gap
     possible = {d for d in range(min_offset, window + 1)} | {-d for d in range(min_offset, window + 1)}
     possible = {d for d in possible if abs(d) <= length - frames_needed(pairs, min_offset, gap) + min_offset}
     assert offsets == possible
@@ -151,9 +150,11 @@ def test_image_datasets_are_a_user_error():
     images = sslx.ArraySplit(np.zeros((3, 4, 4, 2), dtype=np.uint8), None, INFO)
     with pytest.raises(sslx.UserError) as err:
         Frames(Frames.Params()).sample_group(images, 0, PixelViews(sslx.NoParams(), INFO))
-    assert str(err.value) == ("sampler 'frames' draws frames of video clips, but the dataset's split (ArraySplit) "
-                              "holds still images: use a video dataset such as 'moving_digits' or "
-                              "'video_folder', or an image sampler such as 'crops'.")
+    assert str(err.value) == (
+        "sampler 'frames' draws frames of video clips, but the dataset's split (ArraySplit) "
+        "holds still images: use a video dataset such as 'moving_digits' or "
+        "'video_folder', or an image sampler such as 'crops'."
+    )
 
 
 def test_clips_too_short_are_a_user_error():
@@ -168,10 +169,13 @@ def test_clips_too_short_are_a_user_error():
     )
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"window": 2, "min_offset": 3, "gap": 6}, "min_offset (3) must not exceed window (2)"),
-    ({"window": 6, "gap": 6}, "gap (6) must exceed window (6)"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"window": 2, "min_offset": 3, "gap": 6}, "min_offset (3) must not exceed window (2)"),
+        ({"window": 6, "gap": 6}, "gap (6) must exceed window (6)"),
+    ],
+)
 def test_inconsistent_params_are_rejected(params, message):
     with pytest.raises(pydantic.ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Frames.Params(**params)

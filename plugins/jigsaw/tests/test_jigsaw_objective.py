@@ -12,12 +12,12 @@ import numpy as np
 import pydantic
 import pytest
 import torch
-
-import sslx
-from sslx.testing import check_component, check_objective
 from sslx_encoders.models import SmallCNN
 from sslx_jigsaw.objective import Jigsaw, shuffle_tiles
 from sslx_jigsaw.permutations import max_hamming_permutations
+
+import sslx
+from sslx.testing import check_component, check_objective
 
 DATA = sslx.DataInfo(channels=1, image_size=(28, 28), mean=(0.5,), std=(0.25,), num_classes=None)
 
@@ -176,20 +176,34 @@ def test_images_instead_of_tiles_are_a_user_error():
     batch = sslx.Batch(views=[torch.randn(4, 1, 28, 28)], index=torch.arange(4), label=torch.full((4,), -1))
     with pytest.raises(sslx.UserError) as err:
         obj(batch)
-    assert str(err.value) == ("objective 'jigsaw' needs views that are tiles (B, tiles, C, tile, tile), but got "
-                              "shape (4, 1, 28, 28): use augmentation 'tiles' (with sampler.views 1).")
+    assert str(err.value) == (
+        "objective 'jigsaw' needs views that are tiles (B, tiles, C, tile, tile), but got "
+        "shape (4, 1, 28, 28): use augmentation 'tiles' (with sampler.views 1)."
+    )
 
 
 def test_a_tile_count_that_does_not_match_the_grid_is_a_user_error():
     obj = make_jigsaw(grid=3)
     with pytest.raises(sslx.UserError) as err:
         obj(tile_batch(tiles=4))
-    assert str(err.value) == ("objective 'jigsaw' has grid 3 and so expects 9 tiles per view, but the augmentation "
-                              "gives 4: set objective.grid equal to augmentation.grid.")
+    assert str(err.value) == (
+        "objective 'jigsaw' has grid 3 and so expects 9 tiles per view, but the augmentation "
+        "gives 4: set objective.grid equal to augmentation.grid."
+    )
 
 
-@pytest.mark.parametrize("bad", [{"grid": 4}, {"grid": 1}, {"num_permutations": 1}, {"grid": 2, "num_permutations": 25},
-                                 {"tile_dim": 0}, {"hidden_dim": 0}, {"permutation_seed": -1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"grid": 4},
+        {"grid": 1},
+        {"num_permutations": 1},
+        {"grid": 2, "num_permutations": 25},
+        {"tile_dim": 0},
+        {"hidden_dim": 0},
+        {"permutation_seed": -1},
+    ],
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         Jigsaw.Params(**bad)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
-
 from sslx_jigsaw.permutations import all_permutations, hamming_distances, max_hamming_permutations
 
 
@@ -25,14 +24,14 @@ def hamming(p, q) -> int:
     return sum(a != b for a, b in zip(p, q))
 
 
-@lru_cache(maxsize=None)
+@cache
 def greedy_outcomes(num_tiles: int, count: int) -> set[int]:
     """Brute force: the minimum pairwise distance of every set the greedy
     max-min algorithm can return, over every first permutation and every
     way of breaking ties, by plain loops over tuples."""
     perms = list(itertools.permutations(range(num_tiles)))
 
-    @lru_cache(maxsize=None)
+    @cache
     def finish(chosen: frozenset) -> frozenset:
         if len(chosen) == count:
             return frozenset({min(hamming(p, q) for p, q in itertools.combinations(chosen, 2))})
@@ -87,8 +86,9 @@ def test_min_distance_on_9_tiles_beats_random_sets():
     perms = max_hamming_permutations(9, 100, seed=0)
     ours = min_pairwise(perms)
     every = all_permutations(9)
-    random_best = max(min_pairwise(every[np.random.default_rng(s).choice(len(every), 100, replace=False)])
-                      for s in range(20))
+    random_best = max(
+        min_pairwise(every[np.random.default_rng(s).choice(len(every), 100, replace=False)]) for s in range(20)
+    )
     assert ours >= 6 and ours > random_best
     # each permutation's nearest neighbour in the set: greedy spreads them, random sets bunch some together
     d = hamming_distances(perms, perms)

@@ -10,17 +10,25 @@ import pydantic
 import pytest
 import torch
 import torch.nn.functional as F
-
-import sslx
 from sslx_augmentations.views import MoCoV2Views
 from sslx_datasets.images import FashionMNIST
 from sslx_encoders.models import SmallCNN
 from sslx_knn.evaluator import KNN
 
+import sslx
+
 
 def context(dataset: sslx.Dataset, encoder: sslx.Encoder, augmentation: sslx.Augmentation) -> sslx.EvalContext:
-    return sslx.EvalContext(encoder=encoder, dataset=dataset, augmentation=augmentation, device=torch.device("cpu"),
-                            batch_size=128, num_workers=0, artifacts_dir=None, progress=False)
+    return sslx.EvalContext(
+        encoder=encoder,
+        dataset=dataset,
+        augmentation=augmentation,
+        device=torch.device("cpu"),
+        batch_size=128,
+        num_workers=0,
+        artifacts_dir=None,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +88,21 @@ class RandomImages(sslx.Dataset):
         labels = self.labels[name]
         n = 16
         images = np.random.default_rng(len(name)).integers(0, 256, size=(n, 8, 8, 1), dtype=np.uint8)
-        info = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,),
-                             num_classes=None if labels is None else 2)
+        info = sslx.DataInfo(
+            channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None if labels is None else 2
+        )
         return sslx.ArraySplit(images, None if labels is None else np.asarray(labels, dtype=np.int64), info)
 
 
-@pytest.mark.parametrize("train_labels,test_labels", [
-    (None, None),                      # nothing labeled
-    ([0, 1] * 8, None),                # unlabeled test split
-    ([-1] * 16, [0, 1] * 8),           # train items all unknown
-    ([0, 1] * 8, [0, 1] * 7 + [0, -1]),  # one unknown test item
-])
+@pytest.mark.parametrize(
+    "train_labels,test_labels",
+    [
+        (None, None),  # nothing labeled
+        ([0, 1] * 8, None),  # unlabeled test split
+        ([-1] * 16, [0, 1] * 8),  # train items all unknown
+        ([0, 1] * 8, [0, 1] * 7 + [0, -1]),  # one unknown test item
+    ],
+)
 def test_unlabeled_data_is_a_user_error(train_labels, test_labels):
     dataset = RandomImages(train_labels, test_labels)
     info = dataset.split("train").info
@@ -112,5 +124,3 @@ def test_partly_labeled_train_split_uses_its_labeled_items():
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         KNN.Params(**bad)
-
-

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-
 from sslx_knn.evaluator import knn_predict
 
 
@@ -96,6 +95,12 @@ def test_only_directions_matter():
     train, labels, test = random_problem(n_train=30, n_test=20, dim=5, num_classes=3, seed=4)
     gen = torch.Generator().manual_seed(5)
     base = knn_predict(train, labels, test, 3, k=7, temperature=0.1)
-    scaled = knn_predict(train * torch.rand(30, 1, generator=gen).add(0.1) * 10,
-                         labels, test * torch.rand(20, 1, generator=gen).add(0.1), 3, k=7, temperature=0.1)
+    scaled = knn_predict(
+        train * torch.rand(30, 1, generator=gen).add(0.1) * 10,
+        labels,
+        test * torch.rand(20, 1, generator=gen).add(0.1),
+        3,
+        k=7,
+        temperature=0.1,
+    )
     assert torch.equal(base, scaled)

@@ -10,24 +10,32 @@ import numpy as np
 import pydantic
 import pytest
 import torch
-from torch import nn
-
-import sslx
-from sslx.testing import check_component
 from sslx_augmentations.views import MoCoV2Views
 from sslx_datasets.images import FashionMNIST
 from sslx_encoders.models import SmallCNN
 from sslx_knn.evaluator import KNN
 from sslx_linear.logistic import linear_probe
 from sslx_linear.probes import Linear, LinearLayers, plot_layers, pooled_size, stage_dims
+from torch import nn
+
+import sslx
+from sslx.testing import check_component
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def context(dataset: sslx.Dataset, encoder: sslx.Encoder, seed: int = 0) -> sslx.EvalContext:
     info = dataset.split("train").info
-    return sslx.EvalContext(encoder=encoder, dataset=dataset, augmentation=MoCoV2Views(MoCoV2Views.Params(), info),
-                            device=torch.device("cpu"), batch_size=128, num_workers=0, progress=False, seed=seed)
+    return sslx.EvalContext(
+        encoder=encoder,
+        dataset=dataset,
+        augmentation=MoCoV2Views(MoCoV2Views.Params(), info),
+        device=torch.device("cpu"),
+        batch_size=128,
+        num_workers=0,
+        progress=False,
+        seed=seed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +84,10 @@ def test_linear_recovers_a_linear_labelling_of_frozen_random_features():
     mix = torch.randn(encoder.out_dim, 4, generator=gen)
     train_f = features(encoder, ctx.augmentation, dataset.split("train"))
     mean, std = train_f.mean(0), train_f.std(0)
-    labels = {name: ((features(encoder, ctx.augmentation, dataset.split(name)) - mean) / std @ mix).argmax(1).numpy()
-              for name in ("train", "test")}
+    labels = {
+        name: ((features(encoder, ctx.augmentation, dataset.split(name)) - mean) / std @ mix).argmax(1).numpy()
+        for name in ("train", "test")
+    }
     assert min(np.bincount(labels["test"], minlength=4)) > 40  # every class is well represented
     labels["train"][::5] = -1
     dataset.labels = labels
@@ -110,9 +120,15 @@ def test_linear_on_fashion_mnist_shares_features_with_knn(fashion_mnist):
     assert knn == KNN(KNN.Params()).evaluate(context(fashion_mnist, encoder, seed=3))
 
     train_split, test_split = fashion_mnist.split("train"), fashion_mnist.split("test")
-    top1, l2 = linear_probe(features(encoder, ctx.augmentation, train_split), torch.as_tensor(train_split.labels),
-                            features(encoder, ctx.augmentation, test_split), torch.as_tensor(test_split.labels), 10,
-                            [1e-5, 1e-4, 1e-3], seed=3)
+    top1, l2 = linear_probe(
+        features(encoder, ctx.augmentation, train_split),
+        torch.as_tensor(train_split.labels),
+        features(encoder, ctx.augmentation, test_split),
+        torch.as_tensor(test_split.labels),
+        10,
+        [1e-5, 1e-4, 1e-3],
+        seed=3,
+    )
     encoder.train()
     assert l2 == result["linear_l2"] and top1 == pytest.approx(result["linear_top1"], abs=2 / 300)
 
@@ -166,7 +182,7 @@ def test_linear_layers_on_fashion_mnist(fashion_mnist):
     assert all(0.3 < v <= 1.0 for v in result.values())
     assert encoder.training
 
-    (train_f, _), = [v for k, v in ctx.cache.items() if k[0] == "train"]
+    ((train_f, _),) = [v for k, v in ctx.cache.items() if k[0] == "train"]
     image = ctx.augmentation.eval(fashion_mnist.split("train").image(5))[None]
     encoder.eval()
     with torch.no_grad():
@@ -180,8 +196,11 @@ def test_linear_layers_on_fashion_mnist(fashion_mnist):
     assert [train_f[s].shape[1] for s in encoder.stages] == [256, 200, 256]  # 4*8*8, 8*5*5, 16*4*4
     assert stage_dims(encoder, 256) == {"block1": 256, "block2": 200, "block3": 256} and encoder.training
     # 32 px: maps of 16x16, 8x8, 8x8, where s would be 22, 16, 11 without the cap
-    assert stage_dims(encoder, 2048, image_size=(32, 32)) == {"block1": 4 * 16**2, "block2": 8 * 8**2,
-                                                             "block3": 16 * 8**2}
+    assert stage_dims(encoder, 2048, image_size=(32, 32)) == {
+        "block1": 4 * 16**2,
+        "block2": 8 * 8**2,
+        "block3": 16 * 8**2,
+    }
 
     path = ctx.artifacts["layer_probe.png"]
     assert path.exists() and path.read_bytes()[:8] == PNG_SIGNATURE
@@ -230,12 +249,15 @@ def test_linear_layers_needs_an_encoder_with_stages(encoder_cls):
 
 
 @pytest.mark.parametrize("evaluator", [Linear, LinearLayers])
-@pytest.mark.parametrize("train_labels,test_labels", [
-    (None, None),
-    (np.arange(16) % 2, None),
-    (np.full(16, -1), np.arange(8) % 2),
-    (np.arange(16) % 2, np.array([0, 1] * 3 + [0, -1])),
-])
+@pytest.mark.parametrize(
+    "train_labels,test_labels",
+    [
+        (None, None),
+        (np.arange(16) % 2, None),
+        (np.full(16, -1), np.arange(8) % 2),
+        (np.arange(16) % 2, np.array([0, 1] * 3 + [0, -1])),
+    ],
+)
 def test_unlabeled_data_is_a_user_error(evaluator, train_labels, test_labels):
     dataset = Images({"train": 16, "test": 8}, {"train": train_labels, "test": test_labels})
     encoder = small_cnn(Images.INFO, width=4, blocks=1)
@@ -245,10 +267,22 @@ def test_unlabeled_data_is_a_user_error(evaluator, train_labels, test_labels):
     assert not ctx.cache  # refused before extracting any feature
 
 
-@pytest.mark.parametrize("bad", [
-    {"l2": -1.0}, {"l2": []}, {"l2": [1e-3, -1e-3]}, {"l2": float("nan")}, {"val_fraction": 0.0},
-    {"val_fraction": 1.0}, {"optimizer": "adam"}, {"max_iter": 0}, {"epochs": 0}, {"lr": 0.0}, {"alpha": 1},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"l2": -1.0},
+        {"l2": []},
+        {"l2": [1e-3, -1e-3]},
+        {"l2": float("nan")},
+        {"val_fraction": 0.0},
+        {"val_fraction": 1.0},
+        {"optimizer": "adam"},
+        {"max_iter": 0},
+        {"epochs": 0},
+        {"lr": 0.0},
+        {"alpha": 1},
+    ],
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         Linear.Params(**bad)
@@ -264,5 +298,3 @@ def test_params_accept_a_value_or_a_list():
 @pytest.mark.parametrize("cls", [Linear, LinearLayers])
 def test_evaluators_conform(cls):
     check_component(cls, "evaluator")
-
-

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from sslx_linear.logistic import fit_logistic, holdout_split, linear_probe, logistic_objective, predict, standardize
 
 
@@ -149,7 +148,10 @@ def test_warm_start_reaches_the_same_solution():
 def test_predict_is_the_argmax_of_the_scores():
     x, y = problem(50, 3, 4, seed=7)
     gen = torch.Generator().manual_seed(0)
-    weight, bias = torch.randn(4, 3, generator=gen, dtype=torch.float64), torch.randn(4, generator=gen, dtype=torch.float64)
+    weight, bias = (
+        torch.randn(4, 3, generator=gen, dtype=torch.float64),
+        torch.randn(4, generator=gen, dtype=torch.float64),
+    )
     expected = [max(range(4), key=lambda c: float(row @ weight[c] + bias[c])) for row in x]
     assert predict(x, weight, bias, chunk_size=7).tolist() == expected
     assert predict(x[:0], weight, bias).shape == (0,)
@@ -183,8 +185,19 @@ def test_probe_recovers_a_linear_labelling_of_gaussian_features(optimizer):
     """Labels = argmax of a random linear map of random Gaussian features:
     the probe classifies held-out features almost perfectly."""
     x, y = problem(3500, 16, 5, seed=8, dtype=torch.float32, separable=True)
-    top1, l2 = linear_probe(x[:3000], y[:3000], x[3000:], y[3000:], 5, [1e-5, 1e-4, 1e-3], optimizer=optimizer,
-                            max_iter=100, epochs=20, batch_size=128, lr=0.1)
+    top1, l2 = linear_probe(
+        x[:3000],
+        y[:3000],
+        x[3000:],
+        y[3000:],
+        5,
+        [1e-5, 1e-4, 1e-3],
+        optimizer=optimizer,
+        max_iter=100,
+        epochs=20,
+        batch_size=128,
+        lr=0.1,
+    )
     assert top1 > 0.95 and l2 in (1e-5, 1e-4, 1e-3)
 
 

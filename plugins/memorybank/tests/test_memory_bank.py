@@ -43,8 +43,9 @@ def test_update_moves_rows_towards_the_features_and_renormalises(momentum):
     index = torch.tensor([3, 0, 7, 11])
     features = torch.randn(4, 5) * torch.tensor([[0.1], [1.0], [4.0], [30.0]])  # any scale
     bank.update(index, features, momentum)
-    torch.testing.assert_close(bank.features[index].double(), expected_rows(before[index], features, momentum),
-                               rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        bank.features[index].double(), expected_rows(before[index], features, momentum), rtol=1e-6, atol=1e-6
+    )
     untouched = [i for i in range(12) if i not in index.tolist()]
     assert torch.equal(bank.features[untouched], before[untouched])
     torch.testing.assert_close(bank.features.norm(dim=1), torch.ones(12))
@@ -71,8 +72,12 @@ def test_repeated_indices_take_one_step_towards_their_mean(momentum):
     bank.update(index, features, momentum)
     for row, entries in [(2, [0, 2, 4]), (5, [1, 5]), (9, [3])]:
         mean = features[entries].double().mean(dim=0, keepdim=True)
-        torch.testing.assert_close(bank.features[row : row + 1].double(), expected_rows(before[row : row + 1], mean, momentum),
-                                   rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(
+            bank.features[row : row + 1].double(),
+            expected_rows(before[row : row + 1], mean, momentum),
+            rtol=1e-6,
+            atol=1e-6,
+        )
     results = []
     for order in itertools.islice(itertools.permutations(range(6)), 1, 720, 37):  # 20 other orders
         other = make_bank()
@@ -91,12 +96,15 @@ def test_one_step_is_not_one_step_per_occurrence():
     torch.testing.assert_close(bank.features[4].double(), expected_rows(before[None], f, 0.5)[0], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("index,features", [
-    (torch.tensor([[1, 2]]), torch.randn(2, 5)),  # index not 1-D
-    (torch.tensor([1, 2]), torch.randn(2, 4)),  # wrong dim
-    (torch.tensor([1, 2, 3]), torch.randn(2, 5)),  # B mismatch
-    (torch.tensor([1, 2]), torch.randn(2, 5, 1)),  # features not 2-D
-])
+@pytest.mark.parametrize(
+    "index,features",
+    [
+        (torch.tensor([[1, 2]]), torch.randn(2, 5)),  # index not 1-D
+        (torch.tensor([1, 2]), torch.randn(2, 4)),  # wrong dim
+        (torch.tensor([1, 2, 3]), torch.randn(2, 5)),  # B mismatch
+        (torch.tensor([1, 2]), torch.randn(2, 5, 1)),  # features not 2-D
+    ],
+)
 def test_update_rejects_bad_shapes(index, features):
     bank = make_bank()
     before = bank.features.clone()

@@ -13,7 +13,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from sslx_memorybank.loss import bank_softmax, nce_log_z, npid_nce
 
 
@@ -38,8 +37,11 @@ def softmax_reference(query, positive, negatives, temperature) -> torch.Tensor:
 def log_z_reference(query, negatives, temperature, n) -> float:
     """Eq. 6: Z = n * mean over queries b and sampled rows k of exp(v_k.f_b/tau)."""
     query, negatives = query.detach(), negatives.detach()
-    terms = [math.exp(float(torch.dot(unit(query[b]), negatives[k])) / temperature)
-             for b in range(query.shape[0]) for k in range(negatives.shape[0])]
+    terms = [
+        math.exp(float(torch.dot(unit(query[b]), negatives[k])) / temperature)
+        for b in range(query.shape[0])
+        for k in range(negatives.shape[0])
+    ]
     return math.log(n * sum(terms) / len(terms))
 
 

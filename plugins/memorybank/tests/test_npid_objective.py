@@ -11,11 +11,11 @@ import pydantic
 import pytest
 import torch
 import torch.nn.functional as F
+from sslx_encoders.models import SmallCNN
+from sslx_memorybank.objective import NPID
 
 import sslx
 from sslx.testing import train_step
-from sslx_encoders.models import SmallCNN
-from sslx_memorybank.objective import NPID
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 N, K, D = 40, 16, 6  # bank rows (dataset size), negatives, embedding size
@@ -47,7 +47,9 @@ def softmax_reference(z, positive, negatives, t) -> float:
     total = 0.0
     for i in range(len(z)):
         f = z[i].double() / z[i].double().norm()
-        logits = [float(f @ positive[i].double()) / t] + [float(f @ negatives[k].double()) / t for k in range(len(negatives))]
+        logits = [float(f @ positive[i].double()) / t] + [
+            float(f @ negatives[k].double()) / t for k in range(len(negatives))
+        ]
         total -= logits[0] - math.log(sum(math.exp(x) for x in logits))
     return total / len(z)
 
@@ -187,12 +189,16 @@ def test_the_softmax_loss_has_no_z():
 def test_non_image_views_raise_a_user_error(shape):
     obj = make_npid()
     batch = sslx.Batch(views=[torch.randn(*shape)], index=torch.arange(4), label=torch.full((4,), -1))
-    with pytest.raises(sslx.UserError, match=r"objective 'npid' needs image views \(B, C, H, W\), but view 0 has shape"):
+    with pytest.raises(
+        sslx.UserError, match=r"objective 'npid' needs image views \(B, C, H, W\), but view 0 has shape"
+    ):
         obj(batch)
 
 
-@pytest.mark.parametrize("bad", [{"loss": "infonce"}, {"temperature": 0.0}, {"num_negatives": 0},
-                                 {"bank_momentum": 1.0}, {"embedding_dim": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"loss": "infonce"}, {"temperature": 0.0}, {"num_negatives": 0}, {"bank_momentum": 1.0}, {"embedding_dim": 0}],
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         NPID.Params(**bad)
@@ -201,5 +207,3 @@ def test_params_reject_invalid_values(bad):
 def test_every_parameter_has_a_description():
     for name, field in NPID.Params.model_fields.items():
         assert field.description, name
-
-

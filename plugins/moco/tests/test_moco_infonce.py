@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from sslx_moco.loss import moco_infonce
 
 

@@ -10,11 +10,11 @@ import pydantic
 import pytest
 import torch
 import torch.nn.functional as F
+from sslx_encoders.models import SmallCNN
+from sslx_moco.objective import MoCo
 
 import sslx
 from sslx.testing import train_step
-from sslx_encoders.models import SmallCNN
-from sslx_moco.objective import MoCo
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 PROJ_DIM = 6
@@ -63,8 +63,12 @@ def test_key_networks_start_as_frozen_copies():
 
 @pytest.mark.parametrize(
     "params,step",
-    [({"momentum": 0.9, "momentum_end": 0.99}, 7), ({"momentum": 0.5, "momentum_end": 1.0}, 1),
-     ({"momentum": 0.8, "momentum_schedule": "constant"}, 13), ({"momentum": 0.0, "momentum_schedule": "constant"}, 3)],
+    [
+        ({"momentum": 0.9, "momentum_end": 0.99}, 7),
+        ({"momentum": 0.5, "momentum_end": 1.0}, 1),
+        ({"momentum": 0.8, "momentum_schedule": "constant"}, 13),
+        ({"momentum": 0.0, "momentum_schedule": "constant"}, 3),
+    ],
 )
 def test_on_step_end_applies_the_ema_with_the_scheduled_momentum(params, step):
     """After on_step_end(step): key = m * old_key + (1 - m) * query for every
@@ -75,8 +79,10 @@ def test_on_step_end_applies_the_ema_with_the_scheduled_momentum(params, step):
     opt = torch.optim.SGD([p for p in obj.parameters() if p.requires_grad], lr=0.5)
     obj(batch).loss.backward()
     opt.step()
-    before = [(name, key.detach().double().clone(), query.detach().double().clone())
-              for name, key, query in key_and_query_params(obj)]
+    before = [
+        (name, key.detach().double().clone(), query.detach().double().clone())
+        for name, key, query in key_and_query_params(obj)
+    ]
     assert any(not torch.equal(k, q) for _, k, q in before)  # the step moved the query side
     m = obj.momentum_at(step)
     obj.on_step_end(step)
@@ -106,10 +112,16 @@ def test_momentum_schedule_constant():
     assert {obj.momentum_at(s) for s in (0, 1, 25, 50, 100)} == {0.97}
 
 
-@pytest.mark.parametrize("bad", [
-    {"momentum": 0.99, "momentum_end": 0.9},  # cosine must not decrease
-    {"momentum": 1.5}, {"queue_size": 0}, {"temperature": 0.0}, {"momentum_schedule": "linear"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"momentum": 0.99, "momentum_end": 0.9},  # cosine must not decrease
+        {"momentum": 1.5},
+        {"queue_size": 0},
+        {"temperature": 0.0},
+        {"momentum_schedule": "linear"},
+    ],
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         MoCo.Params(**bad)
@@ -217,7 +229,9 @@ def test_symmetric_loss_averages_both_directions_and_enqueues_2b_keys():
         q1, q2 = obj.projector(obj.encoder(torch.cat([x1, x2]))).chunk(2)
         k = F.normalize(obj.key_projector(obj.key_encoder(torch.cat([x2, x1]))), dim=1)
     k_of_view2, k_of_view1 = k.chunk(2)
-    expected = 0.5 * (infonce_reference(q1, k_of_view2, queue_before, 0.2) + infonce_reference(q2, k_of_view1, queue_before, 0.2))
+    expected = 0.5 * (
+        infonce_reference(q1, k_of_view2, queue_before, 0.2) + infonce_reference(q2, k_of_view1, queue_before, 0.2)
+    )
     assert out.loss.item() == pytest.approx(expected, rel=1e-5)
 
     out.loss.backward()
@@ -234,5 +248,3 @@ def test_symmetric_loss_averages_both_directions_and_enqueues_2b_keys():
 def test_needs_exactly_two_views(views):
     with pytest.raises(sslx.UserError, match="2 views"):
         make_moco(num_views=views)
-
-

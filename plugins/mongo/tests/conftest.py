@@ -22,6 +22,7 @@ from secantus import SecantusDBServer
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import PluginHost, load_plugins
 
+
 @pytest.fixture
 def host() -> PluginHost:
     return load_plugins(strict=True)
@@ -66,8 +67,22 @@ class ServerProcess:
         """Start the server and return once it answers a ping."""
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.port), "--storage-path",
-                 str(self.storage), "--log-level", "WARNING"], stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "secantus",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--storage-path",
+                    str(self.storage),
+                    "--log-level",
+                    "WARNING",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=500)
         deadline = time.monotonic() + timeout
         try:

@@ -24,14 +24,16 @@ from pathlib import Path
 import pytest
 from helpers import REPO, SSLX, read_run
 from secantus import SecantusDBServer
-
-from sslx.errors import UserError
-from sslx.records import record_run
 from sslx_mongo.board import default_folder, ensure_omniboard, start_board
 from sslx_mongo.target import MongoTarget
 
-needs_node = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
-                                reason="sslx board runs Omniboard with Node.js and npm, not installed here")
+from sslx.errors import UserError
+from sslx.records import record_run
+
+needs_node = pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None,
+    reason="sslx board runs Omniboard with Node.js and npm, not installed here",
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,9 @@ def listening(port: int) -> set[str]:
             address, hex_port = local.split(":")
             if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
                 raw = bytes.fromhex(address)
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # each 32-bit word is little-endian
+                words = b"".join(
+                    raw[i : i + 4][::-1] for i in range(0, len(raw), 4)
+                )  # each 32-bit word is little-endian
                 found.add(socket.inet_ntop(socket.AF_INET if width == 8 else socket.AF_INET6, words))
     return found
 
@@ -112,9 +116,13 @@ class Board:
     def __init__(self, uri: str, *args: str):
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SSLX_MONGO")}
-        self.proc = subprocess.Popen([SSLX, "board", "--mongo", uri, "--port", str(self.port), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**env, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            [SSLX, "board", "--mongo", uri, "--port", str(self.port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+        )
         self.output = ""
         with selectors.DefaultSelector() as sel:
             sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -182,8 +190,10 @@ def test_board_serves_recorded_runs_and_their_metrics(tiny, host, server, tmp_pa
     docs/omniboard.png."""
     from PIL import Image
 
-    records = [record_run(tiny("simclr"), host, runs_dir=tmp_path / "runs", name=name,
-                          options={"mongo_url": server.uri}) for name in ("board-a", "board-b")]
+    records = [
+        record_run(tiny("simclr"), host, runs_dir=tmp_path / "runs", name=name, options={"mongo_url": server.uri})
+        for name in ("board-a", "board-b")
+    ]
     ids = {r.reports[0].note["run_id"]: r for r in records}
     assert all(r.reports[0].complete for r in records) and len(ids) == 2
 
@@ -225,9 +235,23 @@ def chromium(url: str, *args: str) -> str:
     budget lets the page fetch and render the runs first."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     assert binary, "Chromium is not installed: run `make test-browser`, which installs Debian's chromium"
-    proc = subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--window-size=1400,900", "--virtual-time-budget=15000", *args, url],
-                          capture_output=True, text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1400,900",
+            "--virtual-time-budget=15000",
+            *args,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return proc.stdout
 
 

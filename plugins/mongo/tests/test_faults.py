@@ -76,8 +76,9 @@ class Faults:
 
 
 @pytest.mark.parametrize("when", ["mid-training", "after-heartbeat", "final-evaluation"])
-def test_a_killed_database_loses_nothing_once_synced(when, server_process, host, tiny, tmp_path, assert_complete,
-                                                     counts):
+def test_a_killed_database_loses_nothing_once_synced(
+    when, server_process, host, tiny, tmp_path, assert_complete, counts
+):
     faults = Faults(server_process, when)
     host.add_plugin(faults, "faults")
     record = record_run(tiny("simclr"), host, runs_dir=tmp_path / "runs", options={"mongo_url": server_process.uri})

@@ -13,11 +13,11 @@ import pytest
 from bson import json_util
 from click.testing import CliRunner, Result
 from helpers import EXPERIMENTS, read_run, tiny_overrides
+from sslx_mongo.target import MongoTarget, redact_text, redact_url
 
 import sslx
 from sslx.cli import cli
 from sslx.records import record_run
-from sslx_mongo.target import MongoTarget, redact_text, redact_url
 
 SIMCLR = EXPERIMENTS / "simclr.json"
 PASSWORD = "Pw-9f3kq!x"
@@ -54,8 +54,15 @@ def test_run_with_mongo_records_it_live_and_keeps_the_password_out(server, tmp_p
     note = read_run(tmp_path / "runs" / "1")["info"]["mongo"]
     assert note == {"url": shown, "db": "omni", "status": "ok", "run_id": doc["_id"]}
     assert "mongo" not in doc["info"]
-    evaluated = sslx_cli("eval", str(tmp_path / "runs" / "1"), "--protocol", "knn", "--set", "k=5",
-                         env={"SSLX_MONGO_URL": url, "SSLX_MONGO_DB": "omni"})  # sslx eval, from the environment
+    evaluated = sslx_cli(
+        "eval",
+        str(tmp_path / "runs" / "1"),
+        "--protocol",
+        "knn",
+        "--set",
+        "k=5",
+        env={"SSLX_MONGO_URL": url, "SSLX_MONGO_DB": "omni"},
+    )  # sslx eval, from the environment
     assert evaluated.exit_code == 0, evaluated.output
     evaluation = assert_complete(db, tmp_path / "runs" / "2")
     assert evaluation["config"]["evaluates"]["run_id"] == "1" and evaluation["_id"] == doc["_id"] + 1
@@ -88,16 +95,19 @@ class LoseWrites:
                 db = pymongo.MongoClient(uri)["sacred"]
                 loss = db.metrics.find_one({"name": "train.loss"})
                 at = loss["steps"].index(4)
-                db.metrics.update_one({"_id": loss["_id"]}, {"$set": {k: loss[k][:at] + loss[k][at + 1:]
-                                                                      for k in ("steps", "values", "timestamps")}})
+                db.metrics.update_one(
+                    {"_id": loss["_id"]},
+                    {"$set": {k: loss[k][:at] + loss[k][at + 1 :] for k in ("steps", "values", "timestamps")}},
+                )
                 db["fs.chunks"].delete_many({})
                 db.runs.update_one({}, {"$set": {"status": "RUNNING"}})
 
         return [Loser()]
 
 
-def test_the_final_check_names_what_it_lacks_and_sync_completes_it(server, host, tiny, tmp_path, assert_complete,
-                                                                   counts):
+def test_the_final_check_names_what_it_lacks_and_sync_completes_it(
+    server, host, tiny, tmp_path, assert_complete, counts
+):
     """The database acknowledged but lost part of the run: the report says
     NOT fully recorded, names each lost part and the sync command; `sslx
     sync` completes it in place and a second sync changes nothing."""

@@ -13,11 +13,11 @@ import numpy as np
 import pydantic
 import pytest
 import torch
+from sslx_patches.sampler import Patches, cell_corners, cell_distances, draw_layout, find_layout
 
 import sslx
 from sslx.engine.data import ViewDataset
 from sslx.testing import PixelViews, check_component
-from sslx_patches.sampler import Patches, cell_corners, cell_distances, draw_layout, find_layout
 
 
 def coordinate_images(count: int, height: int, width: int) -> sslx.ArraySplit:
@@ -38,8 +38,9 @@ def chebyshev(a, b) -> int:
     return int(max(abs(a[0] - b[0]), abs(a[1] - b[1])))
 
 
-def where_from(view: torch.Tensor, height: int, width: int, patch: int,
-               grid: int) -> tuple[int, tuple[int, int], tuple[int, int]]:
+def where_from(
+    view: torch.Tensor, height: int, width: int, patch: int, grid: int
+) -> tuple[int, tuple[int, int], tuple[int, int]]:
     """(image index, cell, top-left pixel) of a view, read from its pixels;
     asserts the view is one whole ``patch`` x ``patch`` crop of that image."""
     y0, x0, image = (int(v) for v in view[:, 0, 0])
@@ -93,9 +94,9 @@ def test_samples_satisfy_the_definition(height, width, grid, patch_size, near, f
             seen_cells.update([anchor, positive])
             cells.append((anchor, positive))
         for k in range(pairs):
-            for l in range(pairs):
-                if k != l:
-                    assert min(chebyshev(a, b) for a in cells[k] for b in cells[l]) >= far
+            for m in range(pairs):
+                if k != m:
+                    assert min(chebyshev(a, b) for a in cells[k] for b in cells[m]) >= far
     assert seen_distances == set(range(1, near + 1))
     assert len(seen_cells) == grid * grid if every_cell else len(seen_cells) >= 2 * pairs + 2
 
@@ -114,8 +115,8 @@ def test_the_checked_placement_is_reused_under_random_symmetries(monkeypatch):
         assert layout.shape == (4, 2)
         assert all(distances[a, p] == 1 for a, p in layout)
         for k in range(4):
-            for l in range(k + 1, 4):
-                assert distances[np.ix_(layout[k], layout[l])].min() >= 2
+            for m in range(k + 1, 4):
+                assert distances[np.ix_(layout[k], layout[m])].min() >= 2
         layouts.add(tuple(map(tuple, layout.tolist())))
     assert len(layouts) > 8
 
@@ -190,8 +191,10 @@ def test_patches_larger_than_the_image_are_a_user_error():
     sampler = Patches(Patches.Params(grid=3, patch_size=21))
     with pytest.raises(sslx.UserError) as err:
         sampler.sample_group(split, 0, PixelViews(sslx.NoParams(), split.info))
-    assert str(err.value) == ("sampler 'patches': patch_size (21 px) is larger than the 20x24 images of the dataset: "
-                              "set sampler.patch_size to at most 20.")
+    assert str(err.value) == (
+        "sampler 'patches': patch_size (21 px) is larger than the 20x24 images of the dataset: "
+        "set sampler.patch_size to at most 20."
+    )
 
 
 def test_a_grid_finer_than_the_pixels_is_a_user_error():
@@ -199,18 +202,24 @@ def test_a_grid_finer_than_the_pixels_is_a_user_error():
     two cells on the same pixels, so 'far' patches could be identical."""
     split = coordinate_images(2, 20, 20)
     sampler = Patches(Patches.Params(grid=4, patch_size=18))
-    with pytest.raises(sslx.UserError, match=r"a 4x4 grid of 18 px patches on 20x20 images puts different cells on "
-                                             r"the same pixels .* lower sampler.grid to at most 3 or "
-                                             r"sampler.patch_size to at most 17\."):
+    with pytest.raises(
+        sslx.UserError,
+        match=r"a 4x4 grid of 18 px patches on 20x20 images puts different cells on "
+        r"the same pixels .* lower sampler.grid to at most 3 or "
+        r"sampler.patch_size to at most 17\.",
+    ):
         sampler.sample_group(split, 0, PixelViews(sslx.NoParams(), split.info))
     Patches(Patches.Params(grid=3, patch_size=18)).sample_group(split, 0, PixelViews(sslx.NoParams(), split.info))
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"near": 2, "far": 2}, "far (2) must exceed near (2)"),
-    ({"grid": 3, "far": 3, "pairs": 2}, "a 3x3 grid has no room found for 2 samples"),
-    ({"grid": 4, "far": 2, "pairs": 5}, "Lower pairs or far, or raise grid"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"near": 2, "far": 2}, "far (2) must exceed near (2)"),
+        ({"grid": 3, "far": 3, "pairs": 2}, "a 3x3 grid has no room found for 2 samples"),
+        ({"grid": 4, "far": 2, "pairs": 5}, "Lower pairs or far, or raise grid"),
+    ],
+)
 def test_impossible_placements_are_rejected_with_the_parameters_to_change(params, message):
     with pytest.raises(pydantic.ValidationError, match=re.escape(message)):
         Patches.Params(**params)

@@ -9,8 +9,8 @@ from pathlib import Path
 from helpers import tiny_overrides
 
 from sslx.config import apply_overrides, read_experiment, resolve
-from sslx.plugins import load_plugins
 from sslx.engine.trainer import MemoryRecorder, train
+from sslx.plugins import load_plugins
 
 REPO = Path(__file__).resolve().parents[3]
 

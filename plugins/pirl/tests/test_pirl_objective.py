@@ -12,11 +12,11 @@ import pydantic
 import pytest
 import torch
 import torch.nn.functional as F
+from sslx_encoders.models import SmallCNN
+from sslx_pirl.objective import PIRL
 
 import sslx
 from sslx.testing import train_step
-from sslx_encoders.models import SmallCNN
-from sslx_pirl.objective import PIRL
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 N, K, D = 40, 16, 6  # bank rows (dataset size), negatives, embedding size
@@ -57,10 +57,14 @@ def embeddings_by_hand(obj: PIRL, batch: sslx.Batch) -> tuple[torch.Tensor, torc
 
 def eq5_softmax_reference(g, f, positive, negatives, t, lam) -> float:
     """Eq. 5 with the softmax form, loops over samples and negatives in float64."""
+
     def term(q, i):
         q = q.double() / q.double().norm()
-        logits = [float(q @ positive[i].double()) / t] + [float(q @ negatives[k].double()) / t for k in range(len(negatives))]
+        logits = [float(q @ positive[i].double()) / t] + [
+            float(q @ negatives[k].double()) / t for k in range(len(negatives))
+        ]
         return -(logits[0] - math.log(sum(math.exp(x) for x in logits)))
+
     return sum(lam * term(g[i], i) + (1 - lam) * term(f[i], i) for i in range(len(g))) / len(g)
 
 
@@ -107,8 +111,11 @@ def test_the_jigsaw_branch_alone_trains_the_shared_encoder():
     projection and jigsaw head get none, the encoder does."""
     obj = make_pirl(jigsaw_weight=1.0)
     obj(random_batch()).loss.backward()
-    for name, p in [*obj.encoder.named_parameters(), *obj.tile_projection.named_parameters(),
-                    *obj.jigsaw_head.named_parameters()]:
+    for name, p in [
+        *obj.encoder.named_parameters(),
+        *obj.tile_projection.named_parameters(),
+        *obj.jigsaw_head.named_parameters(),
+    ]:
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
     assert all(p.grad is None or not p.grad.any() for p in obj.image_head.parameters())
 
@@ -116,8 +123,9 @@ def test_the_jigsaw_branch_alone_trains_the_shared_encoder():
     obj(random_batch()).loss.backward()
     for name, p in [*obj.encoder.named_parameters(), *obj.image_head.named_parameters()]:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
-    assert all(p.grad is None or not p.grad.any()
-               for p in [*obj.tile_projection.parameters(), *obj.jigsaw_head.parameters()])
+    assert all(
+        p.grad is None or not p.grad.any() for p in [*obj.tile_projection.parameters(), *obj.jigsaw_head.parameters()]
+    )
 
 
 def test_there_is_one_encoder():
@@ -215,8 +223,9 @@ def test_a_tile_count_that_does_not_match_the_grid_is_a_user_error():
     )
 
 
-@pytest.mark.parametrize("shapes", [[(4, 1, 8, 8), (4, 1, 8, 8)], [(4, 4, 1, 4, 4), (4, 4, 1, 4, 4)],
-                                    [(4, 1, 8, 8), (4, 16)]])
+@pytest.mark.parametrize(
+    "shapes", [[(4, 1, 8, 8), (4, 1, 8, 8)], [(4, 4, 1, 4, 4), (4, 4, 1, 4, 4)], [(4, 1, 8, 8), (4, 16)]]
+)
 def test_views_that_are_not_an_image_and_its_tiles_are_a_user_error(shapes):
     obj = make_pirl()
     batch = sslx.Batch(views=[torch.randn(*s) for s in shapes], index=torch.arange(4), label=torch.full((4,), -1))
@@ -227,8 +236,18 @@ def test_views_that_are_not_an_image_and_its_tiles_are_a_user_error(shapes):
     assert f"but got shapes {shapes[0]} and {shapes[1]}: use augmentation 'pirl'" in message
 
 
-@pytest.mark.parametrize("bad", [{"loss": "infonce"}, {"temperature": 0.0}, {"num_negatives": 0},
-                                 {"jigsaw_weight": 1.5}, {"bank_momentum": 1.0}, {"grid": 1}, {"embedding_dim": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"loss": "infonce"},
+        {"temperature": 0.0},
+        {"num_negatives": 0},
+        {"jigsaw_weight": 1.5},
+        {"bank_momentum": 1.0},
+        {"grid": 1},
+        {"embedding_dim": 0},
+    ],
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         PIRL.Params(**bad)
@@ -237,8 +256,12 @@ def test_params_reject_invalid_values(bad):
 def test_published_defaults_and_descriptions():
     p = PIRL.Params()
     assert (p.loss, p.embedding_dim, p.temperature, p.jigsaw_weight, p.bank_momentum, p.grid) == (
-        "softmax", 128, 0.07, 0.5, 0.5, 3)
+        "softmax",
+        128,
+        0.07,
+        0.5,
+        0.5,
+        3,
+    )
     for name, field in PIRL.Params.model_fields.items():
         assert field.description, name
-
-

@@ -10,12 +10,12 @@ import numpy as np
 import pydantic
 import pytest
 import torch
-
-import sslx
-from sslx.testing import check_component, check_objective
 from sslx_augmentations.jigsaw import TilesViews, cell_bounds, jigsaw_tiles
 from sslx_encoders.models import SmallCNN
 from sslx_relpos.objective import CENTRE, NEIGHBOURS, OFFSETS, RelativePosition, pair_up
+
+import sslx
+from sslx.testing import check_component, check_objective
 
 DATA = sslx.DataInfo(channels=1, image_size=(28, 28), mean=(0.5,), std=(0.25,), num_classes=None)
 # three channels (y, x, 0), no normalisation: a view's pixel is its coordinates / 255
@@ -25,8 +25,9 @@ IDENTITY = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jit
 
 def make_relpos(seed: int = 0, num_views: int = 1, channels: int = 1, **params) -> RelativePosition:
     torch.manual_seed(seed)
-    data = sslx.DataInfo(channels=channels, image_size=(28, 28), mean=(0.5,) * channels, std=(0.25,) * channels,
-                         num_classes=None)
+    data = sslx.DataInfo(
+        channels=channels, image_size=(28, 28), mean=(0.5,) * channels, std=(0.25,) * channels, num_classes=None
+    )
     encoder = SmallCNN(SmallCNN.Params(width=4, blocks=2), data)
     info = sslx.TrainInfo(data=data, num_views=num_views, batch_size=4, total_steps=20, dataset_size=40)
     return RelativePosition(RelativePosition.Params(**{"hidden_dim": 16, **params}), encoder, info)
@@ -215,8 +216,11 @@ def test_a_grid_other_than_3_is_a_user_error(tiles):
 
 def test_images_instead_of_tiles_are_a_user_error():
     batch = sslx.Batch(views=[torch.randn(4, 1, 28, 28)], index=torch.arange(4), label=torch.full((4,), -1))
-    with pytest.raises(sslx.UserError, match=r"needs views that are tiles \(B, 9, C, tile, tile\), but got shape "
-                                             r"\(4, 1, 28, 28\): use augmentation 'tiles' with grid 3"):
+    with pytest.raises(
+        sslx.UserError,
+        match=r"needs views that are tiles \(B, 9, C, tile, tile\), but got shape "
+        r"\(4, 1, 28, 28\): use augmentation 'tiles' with grid 3",
+    ):
         make_relpos()(batch)
 
 

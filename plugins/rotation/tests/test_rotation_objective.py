@@ -8,20 +8,21 @@ import numpy as np
 import pydantic
 import pytest
 import torch
+from sslx_encoders.models import SmallCNN
+from sslx_rotation.objective import Rotation, rotate_batch, rotated_inputs, rotation_labels
 from torch import nn
 
 import sslx
 from sslx.testing import check_component, check_objective, random_batch
-from sslx_encoders.models import SmallCNN
-from sslx_rotation.objective import Rotation, rotate_batch, rotated_inputs, rotation_labels
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 
 
 def make_rotation(seed: int = 0, num_views: int = 1, channels: int = 1, **params) -> Rotation:
     torch.manual_seed(seed)
-    data = sslx.DataInfo(channels=channels, image_size=(8, 8), mean=(0.5,) * channels, std=(0.25,) * channels,
-                         num_classes=None)
+    data = sslx.DataInfo(
+        channels=channels, image_size=(8, 8), mean=(0.5,) * channels, std=(0.25,) * channels, num_classes=None
+    )
     encoder = SmallCNN(SmallCNN.Params(width=4, blocks=2), data)
     info = sslx.TrainInfo(data=data, num_views=num_views, batch_size=4, total_steps=20, dataset_size=40)
     return Rotation(Rotation.Params(**params), encoder, info)
@@ -142,7 +143,7 @@ def test_rotations_are_learnable_and_the_accuracy_rises():
     batch = random_batch(num_views=1, batch_size=8)
     optimizer = torch.optim.Adam(obj.parameters(), lr=0.01)
     first = None
-    for step in range(60):
+    for _ in range(60):
         out = obj(batch)
         optimizer.zero_grad()
         out.loss.backward()
@@ -159,7 +160,7 @@ def test_rotations_of_a_rotation_invariant_image_cannot_be_told_apart():
     obj = make_rotation(hidden_dim=32)
     batch = sslx.Batch(views=[torch.ones(8, 1, 8, 8)], index=torch.arange(8), label=torch.full((8,), -1))
     optimizer = torch.optim.Adam(obj.parameters(), lr=0.01)
-    for step in range(60):
+    for _ in range(60):
         out = obj(batch)
         optimizer.zero_grad()
         out.loss.backward()
@@ -171,7 +172,7 @@ def test_rotations_of_a_rotation_invariant_image_cannot_be_told_apart():
 def test_conforms():
     check_component(Rotation, "objective")
     for params in ({}, {"all_rotations": False}, {"hidden_dim": 0}):
-        check_objective(lambda: make_rotation(**params), random_batch(num_views=1, batch_size=6))
+        check_objective(lambda params=params: make_rotation(**params), random_batch(num_views=1, batch_size=6))
     check_objective(lambda: make_rotation(channels=3), random_batch(num_views=1, batch_size=4, channels=3))
 
 
@@ -193,15 +194,19 @@ def test_non_square_views_are_a_user_error():
     batch = sslx.Batch(views=[torch.randn(4, 1, 8, 6)], index=torch.arange(4), label=torch.full((4,), -1))
     with pytest.raises(sslx.UserError) as err:
         obj(batch)
-    assert str(err.value).startswith("objective 'rotation' needs square views (a quarter turn must keep the shape), "
-                                     "but got 8x6 views")
+    assert str(err.value).startswith(
+        "objective 'rotation' needs square views (a quarter turn must keep the shape), but got 8x6 views"
+    )
 
 
 def test_tile_views_are_a_user_error():
     obj = make_rotation()
     batch = sslx.Batch(views=[torch.randn(4, 9, 1, 4, 4)], index=torch.arange(4), label=torch.full((4,), -1))
-    with pytest.raises(sslx.UserError, match=r"needs views that are images \(B, C, H, W\), but got shape "
-                                             r"\(4, 9, 1, 4, 4\): use an ordinary augmentation"):
+    with pytest.raises(
+        sslx.UserError,
+        match=r"needs views that are images \(B, C, H, W\), but got shape "
+        r"\(4, 9, 1, 4, 4\): use an ordinary augmentation",
+    ):
         obj(batch)
 
 

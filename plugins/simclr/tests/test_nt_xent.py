@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-
 from sslx_simclr.loss import nt_xent
 
 
@@ -35,7 +34,11 @@ def nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, temperature: float) ->
 def _pair(b: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     # rows of different norms: the loss must only see directions
-    z1 = torch.randn(b, d, generator=gen, dtype=torch.float64) * torch.rand(b, 1, generator=gen, dtype=torch.float64).add(0.5) * 3
+    z1 = (
+        torch.randn(b, d, generator=gen, dtype=torch.float64)
+        * torch.rand(b, 1, generator=gen, dtype=torch.float64).add(0.5)
+        * 3
+    )
     z2 = torch.randn(b, d, generator=gen, dtype=torch.float64)
     return z1.requires_grad_(), z2.requires_grad_()
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pydantic
 import pytest
 import torch
-
-import sslx
 from sslx_encoders.models import SmallCNN
 from sslx_simclr.objective import SimCLR
+
+import sslx
 
 DATA = sslx.DataInfo(channels=1, image_size=(16, 16), mean=(0.5,), std=(0.25,), num_classes=None)
 
@@ -98,9 +98,9 @@ def test_needs_exactly_two_views(views):
         make_simclr(num_views=views)
 
 
-@pytest.mark.parametrize("bad", [{"temperature": 0}, {"temperature": -1.0}, {"proj_dim": 0}, {"proj_layers": 5}, {"tau": 0.5}])
+@pytest.mark.parametrize(
+    "bad", [{"temperature": 0}, {"temperature": -1.0}, {"proj_dim": 0}, {"proj_layers": 5}, {"tau": 0.5}]
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         SimCLR.Params(**bad)
-
-

@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from sslx_swav.loss import sinkhorn
 
 
@@ -56,7 +55,9 @@ def test_float32_input_is_computed_in_float32_and_matches_the_reference(b, k):
     scores = cosine_scores(b, k, seed=3)
     codes = sinkhorn(scores.float(), 0.05, 3)
     assert codes.dtype == torch.float32
-    torch.testing.assert_close(codes.double(), sinkhorn_reference(scores.float().double(), 0.05, 3), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        codes.double(), sinkhorn_reference(scores.float().double(), 0.05, 3), rtol=1e-4, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("b,k", [(12, 4), (20, 20), (40, 8), (64, 30)])
@@ -125,19 +126,28 @@ def test_autocast_bfloat16_computes_in_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         codes = sinkhorn(scores.bfloat16(), 0.05, 3)
     assert codes.dtype == torch.float32
-    torch.testing.assert_close(codes.double(), sinkhorn_reference(scores.bfloat16().double(), 0.05, 3), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        codes.double(), sinkhorn_reference(scores.bfloat16().double(), 0.05, 3), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_smaller_epsilon_gives_sharper_codes():
     scores = cosine_scores(32, 8, seed=4)
-    entropy = [float(-torch.special.xlogy(c, c).sum(dim=1).mean()) for c in (sinkhorn(scores, e, 3) for e in (10.0, 0.1, 0.03))]
+    entropy = [
+        float(-torch.special.xlogy(c, c).sum(dim=1).mean()) for c in (sinkhorn(scores, e, 3) for e in (10.0, 0.1, 0.03))
+    ]
     assert entropy[0] > entropy[1] > entropy[2]
     assert entropy[0] == pytest.approx(math.log(8), rel=0.01)  # a large epsilon gives nearly uniform codes
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"epsilon": 0.0}, "epsilon"), ({"epsilon": -0.1}, "epsilon"), ({"iterations": 0}, "iterations"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"epsilon": 0.0}, "epsilon"),
+        ({"epsilon": -0.1}, "epsilon"),
+        ({"iterations": 0}, "iterations"),
+    ],
+)
 def test_invalid_arguments_raise(kwargs, match):
     args = {"epsilon": 0.05, "iterations": 3, **kwargs}
     with pytest.raises(ValueError, match=match):

@@ -9,11 +9,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-
-import sslx
 from sslx_encoders.models import SmallCNN
 from sslx_swav.loss import sinkhorn
 from sslx_swav.objective import SwAV
+
+import sslx
 
 WORLD = 2
 B, K, DIM, QUEUE = 10, 7, 6, 9  # B per process

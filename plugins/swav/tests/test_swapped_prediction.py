@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-
 from sslx_swav.loss import sinkhorn, swapped_prediction
 
 
@@ -105,16 +104,21 @@ def test_autocast_bfloat16_computes_in_float32():
         codes = [sinkhorn(scores[i], 0.05, 3) for i in (0, 1)]
         loss = swapped_prediction(scores, codes, [0, 1], 0.1)
     assert loss.dtype == torch.float32
-    expected = swapped_prediction_reference([s.detach().double() for s in scores], [c.double() for c in codes], [0, 1], 0.1)
+    expected = swapped_prediction_reference(
+        [s.detach().double() for s in scores], [c.double() for c in codes], [0, 1], 0.1
+    )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("code_views,codes,temperature,match", [
-    ([0, 1], 2, 0.0, "temperature"),
-    ([0, 1], 1, 0.1, "one code per code view"),
-    ([0, 0], 2, 0.1, "distinct"),
-    ([0, 3], 2, 0.1, "distinct"),
-])
+@pytest.mark.parametrize(
+    "code_views,codes,temperature,match",
+    [
+        ([0, 1], 2, 0.0, "temperature"),
+        ([0, 1], 1, 0.1, "one code per code view"),
+        ([0, 0], 2, 0.1, "distinct"),
+        ([0, 3], 2, 0.1, "distinct"),
+    ],
+)
 def test_invalid_arguments_raise(code_views, codes, temperature, match):
     scores, all_codes = make_inputs(3, [0, 1], b=2, k=3, seed=0)
     with pytest.raises(ValueError, match=match):

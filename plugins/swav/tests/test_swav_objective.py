@@ -9,12 +9,12 @@ import pydantic
 import pytest
 import torch
 import torch.nn.functional as F
-
-import sslx
-from sslx.testing import train_step
 from sslx_encoders.models import SmallCNN
 from sslx_swav.loss import sinkhorn, swapped_prediction
 from sslx_swav.objective import SwAV
+
+import sslx
+from sslx.testing import train_step
 
 DATA = sslx.DataInfo(channels=1, image_size=(28, 28), mean=(0.5,), std=(0.25,), num_classes=None)
 K = 12
@@ -209,7 +209,14 @@ def test_prototypes_queues_and_step_counter_round_trip_through_the_state_dict():
     for step in (1, 2):
         train_step(a, multicrop_batch(seed=step), step)
     state = a.state_dict()
-    assert {"prototypes.weight", "steps_done", "queue_filled", "queues.0.features", "queues.0.ptr", "queues.1.features"} <= set(state)
+    assert {
+        "prototypes.weight",
+        "steps_done",
+        "queue_filled",
+        "queues.0.features",
+        "queues.0.ptr",
+        "queues.1.features",
+    } <= set(state)
     assert int(state["steps_done"]) == 2 and int(state["queue_filled"]) == 6
 
     b = make_swav(seed=1, queue_length=6, queue_start_step=1, freeze_prototypes_steps=3)
@@ -241,10 +248,20 @@ def test_a_single_view_sampler_is_refused_at_construction():
         make_swav(num_views=1)
 
 
-@pytest.mark.parametrize("bad", [
-    {"temperature": 0.0}, {"epsilon": 0.0}, {"epsilon": 0.001}, {"sinkhorn_iterations": 0}, {"num_prototypes": 1},
-    {"queue_length": -1}, {"freeze_prototypes_steps": -1}, {"proj_dim": 0}, {"prototypes": 10},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"temperature": 0.0},
+        {"epsilon": 0.0},
+        {"epsilon": 0.001},
+        {"sinkhorn_iterations": 0},
+        {"num_prototypes": 1},
+        {"queue_length": -1},
+        {"freeze_prototypes_steps": -1},
+        {"proj_dim": 0},
+        {"prototypes": 10},
+    ],
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         SwAV.Params(**bad)
@@ -254,5 +271,3 @@ def test_paper_defaults_and_described_params():
     p = SwAV.Params()
     assert (p.temperature, p.epsilon, p.sinkhorn_iterations, p.proj_dim, p.queue_length) == (0.1, 0.05, 3, 128, 0)
     assert all(field.description for field in SwAV.Params.model_fields.values())
-
-

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sslx_datasets.images import read_idx
+from sslx_datasets.moving_digits import moving_digits
 
 import sslx
 from sslx.testing import PixelViews
-from sslx_datasets.images import read_idx
-from sslx_datasets.moving_digits import moving_digits
 
 FASHION_TEST = Path("/usr/share/datasets/fashion-mnist")
 SOURCES = 48  # source images, intensities 7, 12, ..., 242: one per source
@@ -40,7 +40,9 @@ class ObjectClips:
     value: np.ndarray
 
 
-def make_object_clips(num_clips: int = 10, length: int = 12, num_objects: int = 3, compose: str = "over") -> ObjectClips:
+def make_object_clips(
+    num_clips: int = 10, length: int = 12, num_objects: int = 3, compose: str = "over"
+) -> ObjectClips:
     """Clips of ``num_objects`` 14 px silhouettes on a 64 px canvas, keeping only
     clips whose objects come from distinct sources (distinct intensities)."""
     items = read_idx(FASHION_TEST / "t10k-images-idx3-ubyte.gz")[:SOURCES]
@@ -48,13 +50,23 @@ def make_object_clips(num_clips: int = 10, length: int = 12, num_objects: int = 
     labels = read_idx(FASHION_TEST / "t10k-labels-idx1-ubyte.gz")[:SOURCES].astype(np.int64)
     intensity = 7 + 5 * np.arange(SOURCES)
     images = np.where(items > 0, intensity[:, None, None], 0).astype(np.uint8)
-    clips = moving_digits(images, labels, num_clips=2 * num_clips, length=length, canvas=64, num_objects=num_objects,
-                          speed=(1.0, 3.0), compose=compose, seed=3)
+    clips = moving_digits(
+        images,
+        labels,
+        num_clips=2 * num_clips,
+        length=length,
+        canvas=64,
+        num_objects=num_objects,
+        speed=(1.0, 3.0),
+        compose=compose,
+        seed=3,
+    )
     keep = [i for i in range(len(clips.sources)) if len(set(clips.sources[i])) == num_objects][:num_clips]
     assert len(keep) == num_clips
     ids = clips.ids
-    tracks = [sslx.Tracks(boxes=clips.boxes[i], ids=ids[i], classes=clips.classes[i], visible=clips.visible[i])
-              for i in keep]
+    tracks = [
+        sslx.Tracks(boxes=clips.boxes[i], ids=ids[i], classes=clips.classes[i], visible=clips.visible[i]) for i in keep
+    ]
     split = sslx.ArrayClips(clips.frames[keep][..., None], clips.classes[keep, 0], INFO, fps=8.0, tracks=tracks)
     return ObjectClips(split=split, value=intensity[clips.sources[keep]])
 

@@ -7,7 +7,6 @@ import itertools
 
 import numpy as np
 import pytest
-
 from sslx_tracks.patches import crop_box, cut, frame_pairs
 
 
@@ -69,9 +68,12 @@ def test_frame_pairs_are_exactly_the_pairs_that_meet_the_constraints(min_gap, ma
     visible = np.array([1.0, 0.2, 0.5, 0.9, 0.0, 0.7, 1.0, 0.49])
     got = {tuple(p) for p in frame_pairs(visible, threshold, min_gap, max_gap).tolist()}
     expected = {
-        (a, b) for a, b in itertools.product(range(len(visible)), repeat=2)
-        if visible[a] >= threshold and visible[b] >= threshold
-        and min_gap <= abs(a - b) and (max_gap is None or abs(a - b) <= max_gap)
+        (a, b)
+        for a, b in itertools.product(range(len(visible)), repeat=2)
+        if visible[a] >= threshold
+        and visible[b] >= threshold
+        and min_gap <= abs(a - b)
+        and (max_gap is None or abs(a - b) <= max_gap)
     }
     assert got == expected and expected
 

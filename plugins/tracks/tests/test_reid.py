@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sslx_tracks.reid import ReID, reid_top1
 from torch import nn
 
 import sslx
-from sslx_tracks.reid import ReID, reid_top1
 
 LENGTH, SIDE, CANVAS = 16, 10, 64
 INFO = sslx.DataInfo(channels=1, image_size=(CANVAS, CANVAS), mean=(0.0,), std=(1.0,), num_classes=2)
@@ -47,8 +47,9 @@ def hand_made_clips() -> sslx.ArrayClips:
             boxes[t, k] = (x, y, x + SIDE, y + SIDE)
             if visible[t, k]:
                 frames[clip, t, y : y + SIDE, x : x + SIDE] = intensity(2 * clip + k, t)
-        tracks.append(sslx.Tracks(boxes=boxes, ids=np.array([2 * clip, 2 * clip + 1]), classes=np.array([0, 1]),
-                                  visible=visible))
+        tracks.append(
+            sslx.Tracks(boxes=boxes, ids=np.array([2 * clip, 2 * clip + 1]), classes=np.array([0, 1]), visible=visible)
+        )
     return sslx.ArrayClips(frames, np.array([0, 1]), INFO, fps=8.0, tracks=tracks)
 
 
@@ -92,8 +93,16 @@ def dominant(patch: torch.Tensor) -> int:
 
 
 def context(encoder: sslx.Encoder, pixel_views, split=None, batch_size: int = 2) -> sslx.EvalContext:
-    return sslx.EvalContext(encoder=encoder, dataset=Clips(split or hand_made_clips()), augmentation=pixel_views,
-                            device=torch.device("cpu"), batch_size=batch_size, num_workers=0, progress=False, seed=3)
+    return sslx.EvalContext(
+        encoder=encoder,
+        dataset=Clips(split or hand_made_clips()),
+        augmentation=pixel_views,
+        device=torch.device("cpu"),
+        batch_size=batch_size,
+        num_workers=0,
+        progress=False,
+        seed=3,
+    )
 
 
 @pytest.mark.parametrize("seed", range(6))

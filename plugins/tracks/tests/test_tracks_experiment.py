@@ -10,8 +10,8 @@ import pytest
 from helpers import tiny_overrides
 
 from sslx.config import apply_overrides, read_experiment, resolve
-from sslx.plugins import load_plugins
 from sslx.engine.trainer import MemoryRecorder, train
+from sslx.plugins import load_plugins
 
 EXPERIMENT = Path(__file__).resolve().parents[3] / "experiments" / "tracks.json"
 

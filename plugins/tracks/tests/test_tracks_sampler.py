@@ -9,13 +9,13 @@ import numpy as np
 import pydantic
 import pytest
 import torch
+from sslx_tracks.patches import cut
+from sslx_tracks.reid import ReID
+from sslx_tracks.sampler import TrackPatches
 
 import sslx
 from sslx.engine.data import ViewDataset
 from sslx.testing import check_component
-from sslx_tracks.patches import cut
-from sslx_tracks.reid import ReID
-from sslx_tracks.sampler import TrackPatches
 
 OBJECT_SIDE = 14  # the silhouettes' boxes are their full 14 px squares
 INK_INSIDE = 0.75  # least fraction of an object's visible ink inside each of its crops
@@ -27,12 +27,15 @@ def batch_of(split, sampler, augmentation, seed=5, items=None):
     return ViewDataset(split, sampler, augmentation).__getitems__([(i, seed) for i in items])
 
 
-@pytest.mark.parametrize("params", [
-    {},
-    {"objects": 3, "min_gap": 3, "max_gap": 5, "min_visible": 0.7},
-    {"objects": 1, "min_gap": 6, "max_gap": 11, "jitter": 0.0, "context": 1.0, "patch_size": 28},
-    {"objects": 2, "min_visible": 0.0, "context": 2.0, "jitter": 0.3, "patch_size": 16},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"objects": 3, "min_gap": 3, "max_gap": 5, "min_visible": 0.7},
+        {"objects": 1, "min_gap": 6, "max_gap": 11, "jitter": 0.0, "context": 1.0, "patch_size": 28},
+        {"objects": 2, "min_visible": 0.0, "context": 2.0, "jitter": 0.3, "patch_size": 16},
+    ],
+)
 def test_positives_are_one_object_in_two_frames_within_the_gaps(object_clips, pixel_views, dominant, params):
     sampler = TrackPatches(TrackPatches.Params(**params))
     p = sampler.params
@@ -71,8 +74,12 @@ def test_positives_are_one_object_in_two_frames_within_the_gaps(object_clips, pi
             assert ink[y0:y1, x0:x1].sum() >= INK_INSIDE * ink.sum()
             # ... and, away from other objects, mostly that object's ink (read before resizing, which blends values)
             others = np.delete(tracks.boxes[t], k, axis=0)
-            alone = np.all((others[:, 0] >= crop[2]) | (others[:, 2] <= crop[0]) |
-                           (others[:, 1] >= crop[3]) | (others[:, 3] <= crop[1]))
+            alone = np.all(
+                (others[:, 0] >= crop[2])
+                | (others[:, 2] <= crop[0])
+                | (others[:, 1] >= crop[3])
+                | (others[:, 3] <= crop[1])
+            )
             if alone and tracks.visible[t, k] >= 0.5:
                 assert dominant(split.frames(clip)[t, y0:y1, x0:x1]) == object_clips.value[clip, k]
                 checked_alone += 1
@@ -156,11 +163,14 @@ def test_no_frame_pair_meeting_the_constraints_is_a_user_error(object_clips, pix
     t = split.tracks(0)
     visible = t.visible.copy()
     visible[1:, 1] = 0.0
-    hidden = sslx.ArrayClips(split.clips[:1], split.labels[:1], split.info, fps=8.0,
-                             tracks=[sslx.Tracks(t.boxes, t.ids, t.classes, visible)])
+    hidden = sslx.ArrayClips(
+        split.clips[:1], split.labels[:1], split.info, fps=8.0, tracks=[sslx.Tracks(t.boxes, t.ids, t.classes, visible)]
+    )
     drawn = TrackPatches(TrackPatches.Params(objects=2)).sample_group(hidden, 0, pixel_views)
     assert sorted(s.meta["track_id"] for s in drawn) == sorted(t.ids[[0, 2]].tolist())
-    with pytest.raises(sslx.UserError, match=r"needs 3 objects per clip .* but clip 0 has 2: lower sampler.min_visible"):
+    with pytest.raises(
+        sslx.UserError, match=r"needs 3 objects per clip .* but clip 0 has 2: lower sampler.min_visible"
+    ):
         TrackPatches(TrackPatches.Params(objects=3)).sample_group(hidden, 0, pixel_views)
 
 

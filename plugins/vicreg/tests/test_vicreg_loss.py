@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-
 from sslx_vicreg.loss import vicreg_loss, vicreg_terms
 
 

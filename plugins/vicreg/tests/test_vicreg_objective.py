@@ -6,12 +6,12 @@ from __future__ import annotations
 import pydantic
 import pytest
 import torch
-from torch import nn
-
-import sslx
 from sslx_encoders.models import SmallCNN
 from sslx_vicreg.loss import vicreg_terms
 from sslx_vicreg.objective import VICReg
+from torch import nn
+
+import sslx
 
 DATA = sslx.DataInfo(channels=1, image_size=(8, 8), mean=(0.5,), std=(0.25,), num_classes=None)
 
@@ -76,12 +76,19 @@ def test_needs_exactly_two_views(views):
         make_vicreg(num_views=views)
 
 
-@pytest.mark.parametrize("bad", [
-    {"sim_weight": -1.0}, {"var_weight": -1.0}, {"cov_weight": -0.1}, {"gamma": 0.0}, {"eps": 0.0}, {"eps": -1e-4},
-    {"proj_dim": 1}, {"proj_layers": 0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"sim_weight": -1.0},
+        {"var_weight": -1.0},
+        {"cov_weight": -0.1},
+        {"gamma": 0.0},
+        {"eps": 0.0},
+        {"eps": -1e-4},
+        {"proj_dim": 1},
+        {"proj_layers": 0},
+    ],
+)
 def test_params_reject_invalid_values(bad):
     with pytest.raises(pydantic.ValidationError):
         VICReg.Params(**bad)
-
-

@@ -44,7 +44,9 @@ def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float, f_ma
             f"the mel filterbank needs 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max} at "
             f"sample_rate={sample_rate}: set f_max to at most {sample_rate / 2:g} (or null for that) and f_min below it."
         )
-    corners = mel_to_hz(torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64))
+    corners = mel_to_hz(
+        torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64)
+    )
     freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
     lower, centre, upper = corners[:-2, None], corners[1:-1, None], corners[2:, None]
     rising = (freqs[None, :] - lower) / (centre - lower)
@@ -72,8 +74,16 @@ class LogMel(nn.Module):
     the small powers that the log keeps.
     """
 
-    def __init__(self, sample_rate: int, n_fft: int = 512, hop: int = 160, n_mels: int = 40,
-                 f_min: float = 0.0, f_max: float | None = None, eps: float = 1e-6):
+    def __init__(
+        self,
+        sample_rate: int,
+        n_fft: int = 512,
+        hop: int = 160,
+        n_mels: int = 40,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        eps: float = 1e-6,
+    ):
         super().__init__()
         if n_fft < 2 or hop < 1:
             raise ValueError(f"n_fft must be >= 2 and hop >= 1, got n_fft={n_fft}, hop={hop}")
@@ -92,8 +102,16 @@ class LogMel(nn.Module):
             raise ValueError(f"LogMel expects waveforms (B, S), got shape {tuple(waveform.shape)}")
         with torch.autocast(waveform.device.type, enabled=False):
             dtype = torch.promote_types(waveform.dtype, torch.float32)
-            spec = torch.stft(waveform.to(dtype), self.n_fft, hop_length=self.hop, win_length=self.n_fft,
-                              window=self.window.to(dtype), center=True, pad_mode="constant", return_complex=True)
+            spec = torch.stft(
+                waveform.to(dtype),
+                self.n_fft,
+                hop_length=self.hop,
+                win_length=self.n_fft,
+                window=self.window.to(dtype),
+                center=True,
+                pad_mode="constant",
+                return_complex=True,
+            )
             power = spec.real.square() + spec.imag.square()  # (B, n_fft // 2 + 1, frames)
             mel = torch.einsum("mf,bft->bmt", self.fbank.to(dtype), power)
             return torch.log(mel + self.eps)

@@ -30,10 +30,12 @@ class AVRetrieval(sslx.Evaluator):
     name = "av_retrieval"
 
     class Params(sslx.Params):
-        num_clips: int = Field(100, ge=2, description="Test clips retrieved among (a seeded choice; all of them when "
-                                                      "the split has fewer).")
-        audio_seconds: float = Field(0.5, gt=0, le=10, description="Length of the sound window in seconds (use the "
-                                                                   "sampler's audio_seconds).")
+        num_clips: int = Field(
+            100, ge=2, description="Test clips retrieved among (a seeded choice; all of them when the split has fewer)."
+        )
+        audio_seconds: float = Field(
+            0.5, gt=0, le=10, description="Length of the sound window in seconds (use the sampler's audio_seconds)."
+        )
 
     def evaluate(self, ctx: sslx.EvalContext) -> dict[str, float]:
         objective = self._objective(ctx)
@@ -48,8 +50,11 @@ class AVRetrieval(sslx.Evaluator):
         finally:
             for module, training in modes.items():
                 module.training = training
-        return {"av_retrieval_top1": retrieval_top1(audio, video), "av_retrieval_v2a_top1": retrieval_top1(video, audio),
-                "av_retrieval_clips": float(len(chosen))}
+        return {
+            "av_retrieval_top1": retrieval_top1(audio, video),
+            "av_retrieval_v2a_top1": retrieval_top1(video, audio),
+            "av_retrieval_clips": float(len(chosen)),
+        }
 
     def _objective(self, ctx: sslx.EvalContext) -> sslx.Objective:
         objective = ctx.objective
@@ -82,8 +87,9 @@ class AVRetrieval(sslx.Evaluator):
             return np.arange(size)
         return np.sort(np.random.default_rng(ctx.seed).choice(size, self.params.num_clips, replace=False))
 
-    def _views(self, ctx: sslx.EvalContext, split: sslx.ClipSplit,
-               chosen: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _views(
+        self, ctx: sslx.EvalContext, split: sslx.ClipSplit, chosen: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The evaluation view of each chosen clip's middle frame ``(N, C, H,
         W)`` and the sound window centred on its time ``(N, S)``."""
         rate = int(split.sample_rate)  # type: ignore[arg-type]

@@ -12,8 +12,9 @@ from sslx.modules import projection_mlp
 from sslx_audiovideo.audio import AudioCNN, LogMel, hop_samples
 
 
-def symmetric_info_nce(video: torch.Tensor, audio: torch.Tensor, temperature: float,
-                       gather: bool = True) -> torch.Tensor:
+def symmetric_info_nce(
+    video: torch.Tensor, audio: torch.Tensor, temperature: float, gather: bool = True
+) -> torch.Tensor:
     """Symmetric InfoNCE between paired embeddings (as in CLIP, Radford et
     al., 2021, and audio-visual instance discrimination, Morgado et al., 2021).
 
@@ -61,20 +62,27 @@ class AVC(sslx.Objective):
         embedding_dim: int = Field(128, ge=1, description="Size of the L2-normalised embeddings the loss compares.")
         proj_hidden_dim: int = Field(256, ge=1, description="Hidden width of the two projection MLPs (video, audio).")
         temperature: float = Field(0.1, gt=0, le=10, description="Softmax temperature of the InfoNCE loss (fixed).")
-        audio_width: int = Field(16, ge=4, le=256, description="Channels of the audio CNN's first block (doubling "
-                                                               "each block).")
+        audio_width: int = Field(
+            16, ge=4, le=256, description="Channels of the audio CNN's first block (doubling each block)."
+        )
         audio_blocks: int = Field(3, ge=1, le=6, description="Conv-BN-ReLU blocks of the audio CNN.")
-        sample_rate: int = Field(16000, ge=1000, description="Sample rate of the audio views in Hz: must be the "
-                                                             "dataset's (checked on the first batch).")
-        n_fft: int = Field(512, ge=16, description="DFT size of the spectrogram frames, in samples (also the Hann "
-                                                   "window's length).")
+        sample_rate: int = Field(
+            16000,
+            ge=1000,
+            description="Sample rate of the audio views in Hz: must be the dataset's (checked on the first batch).",
+        )
+        n_fft: int = Field(
+            512, ge=16, description="DFT size of the spectrogram frames, in samples (also the Hann window's length)."
+        )
         hop_ms: float = Field(10.0, gt=0, description="Hop between spectrogram frames in milliseconds.")
         n_mels: int = Field(40, ge=1, description="Mel bands of the spectrogram.")
         f_min: float = Field(0.0, ge=0, description="Lowest frequency of the mel filterbank in Hz.")
-        f_max: float | None = Field(None, gt=0, description="Highest frequency of the mel filterbank in Hz (null: "
-                                                            "half the sample rate).")
-        gather_distributed: bool = Field(True, description="Take negatives from every process's batch under DDP "
-                                                           "(no effect in one process).")
+        f_max: float | None = Field(
+            None, gt=0, description="Highest frequency of the mel filterbank in Hz (null: half the sample rate)."
+        )
+        gather_distributed: bool = Field(
+            True, description="Take negatives from every process's batch under DDP (no effect in one process)."
+        )
 
     def __init__(self, params: Params, encoder: sslx.Encoder, info: sslx.TrainInfo):
         super().__init__(params, encoder, info)

@@ -64,15 +64,29 @@ class AudioVideo(sslx.PairSampler):
     name = "audio_video"
 
     class Params(sslx.Params):
-        audio_seconds: float = Field(0.5, gt=0, le=10, description="Length of the audio view in seconds, centred on the "
-                                                                   "frame's time.")
-        pairs: int = Field(2, ge=1, le=16, description="Samples (times) drawn from each clip; the other samples of a "
-                                                       "clip are its sound shifted in time, hard negatives.")
-        min_shift: float = Field(0.75, ge=0, description="Seconds between any two times drawn from one clip, so the "
-                                                         "other samples' audio really is a shifted, different sound "
-                                                         "(keep it above audio_seconds for non-overlapping windows).")
-        gain_db: float = Field(6.0, ge=0, le=40, description="The audio view is scaled by a gain drawn uniformly in "
-                                                             "+-gain_db decibels (0: unchanged).")
+        audio_seconds: float = Field(
+            0.5, gt=0, le=10, description="Length of the audio view in seconds, centred on the frame's time."
+        )
+        pairs: int = Field(
+            2,
+            ge=1,
+            le=16,
+            description="Samples (times) drawn from each clip; the other samples of a "
+            "clip are its sound shifted in time, hard negatives.",
+        )
+        min_shift: float = Field(
+            0.75,
+            ge=0,
+            description="Seconds between any two times drawn from one clip, so the "
+            "other samples' audio really is a shifted, different sound "
+            "(keep it above audio_seconds for non-overlapping windows).",
+        )
+        gain_db: float = Field(
+            6.0,
+            ge=0,
+            le=40,
+            description="The audio view is scaled by a gain drawn uniformly in +-gain_db decibels (0: unchanged).",
+        )
 
     @property
     def group_size(self) -> int:  # type: ignore[override]
@@ -95,8 +109,14 @@ class AudioVideo(sslx.PairSampler):
             gain = 10.0 ** (self.rng.uniform(-self.params.gain_db, self.params.gain_db) / 20.0)
             sound = torch.from_numpy(audio_window(audio, start, length) * np.float32(gain))
             video = augmentation.view(frames[f], 0)
-            meta = {"time": time, "audio_start": start / rate, "frame_index": int(f), "clip": index,
-                    "sample_rate": rate, "gain": gain}
+            meta = {
+                "time": time,
+                "audio_start": start / rate,
+                "frame_index": int(f),
+                "clip": index,
+                "sample_rate": rate,
+                "gain": gain,
+            }
             samples.append(sslx.Sample([video, sound], meta=meta))
         return samples
 

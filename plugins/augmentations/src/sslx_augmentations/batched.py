@@ -57,8 +57,9 @@ def _coin(n: int, p: float, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator, device=generator.device) < p
 
 
-def draw_crops(n: int, height: int, width: int, scale: Pair, ratio: Pair, generator: torch.Generator,
-               attempts: int = 10) -> torch.Tensor:
+def draw_crops(
+    n: int, height: int, width: int, scale: Pair, ratio: Pair, generator: torch.Generator, attempts: int = 10
+) -> torch.Tensor:
     """Boxes of albumentations' RandomResizedCrop, one per sample.
 
     For each sample, ``attempts`` candidates at once: an area drawn uniformly
@@ -99,8 +100,9 @@ def draw_crops(n: int, height: int, width: int, scale: Pair, ratio: Pair, genera
 # -- geometry -------------------------------------------------------------------------
 
 
-def resized_crops(images: torch.Tensor, boxes: torch.Tensor, size: int,
-                  flip: torch.Tensor | None = None) -> torch.Tensor:
+def resized_crops(
+    images: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None
+) -> torch.Tensor:
     """Each image's box resampled to ``size`` x ``size``, mirrored where
     ``flip`` is True: one ``affine_grid`` + ``grid_sample`` for the batch.
 
@@ -127,8 +129,9 @@ def resized_crops(images: torch.Tensor, boxes: torch.Tensor, size: int,
 # -- colour ---------------------------------------------------------------------------
 
 
-def _per_sample(values: torch.Tensor | float, images: torch.Tensor,
-                apply: torch.Tensor | None = None) -> torch.Tensor | float:
+def _per_sample(
+    values: torch.Tensor | float, images: torch.Tensor, apply: torch.Tensor | None = None
+) -> torch.Tensor | float:
     """Per-sample values (n,), or one value for all, shaped to broadcast over
     (n, C, H, W) images in their dtype; where ``apply`` (n,) is False, 1 (the
     factor that leaves an image as it is). One value without ``apply`` is
@@ -230,8 +233,9 @@ def gaussian_kernel_size(sigma: float) -> int:
     return int(3.5 * sigma) * 2 + 1
 
 
-def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, apply: torch.Tensor | None = None,
-                  kernel_size: int | None = None) -> torch.Tensor:
+def gaussian_blur(
+    images: torch.Tensor, sigma: torch.Tensor, apply: torch.Tensor | None = None, kernel_size: int | None = None
+) -> torch.Tensor:
     """Each image blurred with a Gaussian of its own ``sigma`` (n,), where
     ``apply`` is True (albumentations' GaussianBlur).
 
@@ -308,8 +312,9 @@ class BatchedViews:
         odd, at least 3 (the largest of view_ops' GaussianBlur blur_limit)."""
         return max(3, int(0.1 * size) // 2 * 2 + 1)
 
-    def draw(self, n: int, height: int, width: int, channels: int,
-             generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def draw(
+        self, n: int, height: int, width: int, channels: int, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         """The random parameters of n views of (channels, height, width)
         images, each (n,) on the generator's device unless noted: ``boxes``
         (n, 4) (x0, y0, w, h) crops; ``flip``, ``jitter``, ``gray``, ``blur``,
@@ -354,8 +359,10 @@ class BatchedViews:
         if c not in (1, 3):
             raise ValueError(f"the images have {c} channels; BatchedViews takes 1 (grayscale) or 3 (RGB)")
         if len(self.params.mean) != c or len(self.params.std) != c:
-            raise ValueError(f"mean/std have {len(self.params.mean)}/{len(self.params.std)} values but the images "
-                             f"have {c} channel{'s' if c > 1 else ''}")
+            raise ValueError(
+                f"mean/std have {len(self.params.mean)}/{len(self.params.std)} values but the images "
+                f"have {c} channel{'s' if c > 1 else ''}"
+            )
         x = images if images.is_floating_point() else images.to(torch.float32) / 255
         size = self.view_size(height, width)
         p = self.params
@@ -393,8 +400,9 @@ class ViewsOnDevice(sslx.BatchedAugmentation):
     def _maker(self, view: int) -> BatchedViews:
         return self.large if view < self.first_small or self.small is None else self.small
 
-    def draw(self, view: int, n: int, image_shape: tuple[int, int, int],
-             generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def draw(
+        self, view: int, n: int, image_shape: tuple[int, int, int], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         channels, height, width = image_shape
         return self._maker(view).draw(n, height, width, channels, generator)
 

@@ -91,16 +91,24 @@ def jigsaw_tiles(
     h, w = image.shape[:2]
     if tile + gap > min(h, w) // grid:
         with_gap = f" with a gap of {gap} px" if gap else ""
-        raise ValueError(f"tiles of {tile} px{with_gap} do not fit in the cells of a {h}x{w} image cut {grid}x{grid} "
-                         f"(at most {min(h, w) // grid - gap} px)")
+        raise ValueError(
+            f"tiles of {tile} px{with_gap} do not fit in the cells of a {h}x{w} image cut {grid}x{grid} "
+            f"(at most {min(h, w) // grid - gap} px)"
+        )
     n = grid * grid
     order = np.arange(n) if permutation is None else np.asarray(permutation)
     if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
-        raise ValueError(f"permutation must be a permutation of range({n}), got {list(np.asarray(permutation).ravel())}")
+        raise ValueError(
+            f"permutation must be a permutation of range({n}), got {list(np.asarray(permutation).ravel())}"
+        )
     rows, cols = cell_bounds(h, grid), cell_bounds(w, grid)
     starts = np.array([(rows[c // grid][0], cols[c % grid][0]) for c in range(n)])
-    slack = np.array([(rows[c // grid][1] - rows[c // grid][0] - tile, cols[c % grid][1] - cols[c % grid][0] - tile)
-                      for c in range(n)])  # the room each tile has to move within its cell
+    slack = np.array(
+        [
+            (rows[c // grid][1] - rows[c // grid][0] - tile, cols[c % grid][1] - cols[c % grid][0] - tile)
+            for c in range(n)
+        ]
+    )  # the room each tile has to move within its cell
     low, high = gap // 2, slack - (gap - gap // 2)  # the range of offsets that keeps the gap
     offsets = low + (high - low) // 2 if rng is None else rng.integers(low, high + 1)
     corners = starts + offsets
@@ -108,15 +116,27 @@ def jigsaw_tiles(
 
 
 class PIRLParams(MoCoV2Params):
-    grid: int = Field(3, ge=2, le=8, description="Tiles per side of the jigsaw view (3, nine tiles, in PIRL); the "
-                                                 "pirl objective's grid must match.")
-    jigsaw_size: int | None = Field(None, ge=4, description="Side in pixels of the random resized crop that is cut "
-                                                           "into tiles (null: the side of view 0). PIRL cuts 255 px "
-                                                           "crops; about 30 suits 28 px images.")
-    tile: int | None = Field(None, ge=2, description="Side of each tile in pixels, at most jigsaw_size // grid; the "
-                                                     "rest of each cell is the random gap between tiles (null: 3/4 of "
-                                                     "a cell, as PIRL's 64 px tiles in 85 px cells). Keep tiles large "
-                                                     "enough for the encoder (9 px for 28 px images).")
+    grid: int = Field(
+        3,
+        ge=2,
+        le=8,
+        description="Tiles per side of the jigsaw view (3, nine tiles, in PIRL); the pirl objective's grid must match.",
+    )
+    jigsaw_size: int | None = Field(
+        None,
+        ge=4,
+        description="Side in pixels of the random resized crop that is cut "
+        "into tiles (null: the side of view 0). PIRL cuts 255 px "
+        "crops; about 30 suits 28 px images.",
+    )
+    tile: int | None = Field(
+        None,
+        ge=2,
+        description="Side of each tile in pixels, at most jigsaw_size // grid; the "
+        "rest of each cell is the random gap between tiles (null: 3/4 of "
+        "a cell, as PIRL's 64 px tiles in 85 px cells). Keep tiles large "
+        "enough for the encoder (9 px for 28 px images).",
+    )
 
 
 class TileCutter:
@@ -146,14 +166,26 @@ class TileCutter:
                 f"{self.jigsaw_size} px crop cut {self.grid}x{self.grid}: lower augmentation.tile to at most "
                 f"{cell - gap} or raise augmentation.jigsaw_size to at least {self.grid * (self.tile + gap)}."
             )
-        self.crop = A.Compose([
-            A.RandomResizedCrop(size=(self.jigsaw_size, self.jigsaw_size), scale=params.crop_scale,
-                                ratio=params.crop_ratio, interpolation=cv2.INTER_LINEAR),
-            A.HorizontalFlip(p=params.flip_prob),
-        ])
-        tile_ops = [A.ColorJitter(brightness=params.brightness, contrast=params.contrast,
-                                  saturation=params.saturation if color else 0.0, hue=params.hue if color else 0.0,
-                                  p=params.jitter_prob)]
+        self.crop = A.Compose(
+            [
+                A.RandomResizedCrop(
+                    size=(self.jigsaw_size, self.jigsaw_size),
+                    scale=params.crop_scale,
+                    ratio=params.crop_ratio,
+                    interpolation=cv2.INTER_LINEAR,
+                ),
+                A.HorizontalFlip(p=params.flip_prob),
+            ]
+        )
+        tile_ops = [
+            A.ColorJitter(
+                brightness=params.brightness,
+                contrast=params.contrast,
+                saturation=params.saturation if color else 0.0,
+                hue=params.hue if color else 0.0,
+                p=params.jitter_prob,
+            )
+        ]
         if color:
             tile_ops.append(A.ToGray(p=params.grayscale_prob))
         self.tile_pipeline = A.Compose(tile_ops)
@@ -208,11 +240,18 @@ class PIRLViews(Views):
 
 
 class TilesParams(sslx.Params):
-    size: int | None = Field(None, ge=8, description="Side of the evaluation view in pixels, and the default "
-                                                     "jigsaw_size (null: the dataset's image size; required when "
-                                                     "its images vary in size).")
-    crop_scale: Pair = Field((0.2, 1.0), description="Range of the area of the crop that is cut into tiles, as a "
-                                                     "fraction of the image (RandomResizedCrop).")
+    size: int | None = Field(
+        None,
+        ge=8,
+        description="Side of the evaluation view in pixels, and the default "
+        "jigsaw_size (null: the dataset's image size; required when "
+        "its images vary in size).",
+    )
+    crop_scale: Pair = Field(
+        (0.2, 1.0),
+        description="Range of the area of the crop that is cut into tiles, as a "
+        "fraction of the image (RandomResizedCrop).",
+    )
     crop_ratio: Pair = Field((3 / 4, 4 / 3), description="Range of the crop's aspect ratio.")
     flip_prob: float = Field(0.5, ge=0, le=1, description="Probability of flipping the crop horizontally.")
     jitter_prob: float = Field(0.8, ge=0, le=1, description="Probability of colour jitter, drawn for each tile.")
@@ -220,21 +259,39 @@ class TilesParams(sslx.Params):
     contrast: float = Field(0.4, ge=0, description="Contrast jitter of each tile: factor drawn from [1-c, 1+c].")
     saturation: float = Field(0.4, ge=0, description="Saturation jitter of each tile (colour images only).")
     hue: float = Field(0.1, ge=0, le=0.5, description="Hue jitter of each tile (colour images only).")
-    grayscale_prob: float = Field(0.2, ge=0, le=1, description="Probability of converting a tile to grayscale (colour "
-                                                               "images only).")
+    grayscale_prob: float = Field(
+        0.2, ge=0, le=1, description="Probability of converting a tile to grayscale (colour images only)."
+    )
     mean: tuple[float, ...] | None = Field(None, description="Per-channel normalisation mean (null: the dataset's).")
     std: tuple[float, ...] | None = Field(None, description="Per-channel normalisation std (null: the dataset's).")
-    grid: int = Field(3, ge=2, le=8, description="Tiles per side (3, nine tiles, for jigsaw and relative_position); "
-                                                 "the jigsaw objective's grid must match.")
-    jigsaw_size: int | None = Field(None, ge=4, description="Side in pixels of the random resized crop that is cut "
-                                                           "into tiles (null: size). About 30 suits 28 px images.")
-    tile: int | None = Field(None, ge=2, description="Side of each tile in pixels, at most jigsaw_size // grid - gap; "
-                                                     "the rest of each cell is the random jitter and gap between "
-                                                     "tiles (null: 3/4 of a cell, at most cell - gap). Keep tiles "
-                                                     "large enough for the encoder (9 px for 28 px images).")
-    gap: int = Field(0, ge=0, description="Least number of pixels between neighbouring tiles (0: tiles may touch, as "
-                                          "in the jigsaw paper). Relative position (Doersch et al.) needs a gap so "
-                                          "that lines do not run on from one tile into the next.")
+    grid: int = Field(
+        3,
+        ge=2,
+        le=8,
+        description="Tiles per side (3, nine tiles, for jigsaw and relative_position); "
+        "the jigsaw objective's grid must match.",
+    )
+    jigsaw_size: int | None = Field(
+        None,
+        ge=4,
+        description="Side in pixels of the random resized crop that is cut "
+        "into tiles (null: size). About 30 suits 28 px images.",
+    )
+    tile: int | None = Field(
+        None,
+        ge=2,
+        description="Side of each tile in pixels, at most jigsaw_size // grid - gap; "
+        "the rest of each cell is the random jitter and gap between "
+        "tiles (null: 3/4 of a cell, at most cell - gap). Keep tiles "
+        "large enough for the encoder (9 px for 28 px images).",
+    )
+    gap: int = Field(
+        0,
+        ge=0,
+        description="Least number of pixels between neighbouring tiles (0: tiles may touch, as "
+        "in the jigsaw paper). Relative position (Doersch et al.) needs a gap so "
+        "that lines do not run on from one tile into the next.",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> TilesParams:

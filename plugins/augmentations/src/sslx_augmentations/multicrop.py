@@ -14,23 +14,47 @@ from sslx_augmentations.views import AppearanceParams, Pair, Pipeline, _check_ra
 
 
 class MultiCropCrops(sslx.Params):
-    n_large: int = Field(2, ge=1, le=16, description="Number of large (full-resolution) views, given first: views 0 to "
-                                                    "n_large - 1. SwAV computes codes on these, so it needs at least 2.")
-    n_small: int = Field(4, ge=0, le=16, description="Number of small low-resolution views after the large ones (SwAV: 6 "
-                                                    "on ImageNet; 2 to 6 add views at little cost). Set sampler.views to "
-                                                    "n_large + n_small.")
-    large_size: int | None = Field(None, ge=8, description="Side of the large views in pixels (null: the dataset's image "
-                                                          "size; required when its images vary in size). Also the "
-                                                          "side of the evaluation view.")
-    small_size: int | None = Field(None, ge=8, description="Side of the small views in pixels, less than large_size (null: "
-                                                          "4/7 of large_size, 16 for 28 px images; the paper pairs 96 "
-                                                          "with 224).")
-    large_scale: Pair = Field((0.14, 1.0), description="Range of a large crop's area as a fraction of the image (the paper's "
-                                                       "ImageNet value). Small images need larger crops: (0.5, 1.0) "
-                                                       "suits 28 px Fashion-MNIST.")
-    small_scale: Pair = Field((0.05, 0.14), description="Range of a small crop's area as a fraction of the image (the "
-                                                        "paper's ImageNet value). Small images need larger crops: "
-                                                        "(0.2, 0.5) suits 28 px Fashion-MNIST.")
+    n_large: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Number of large (full-resolution) views, given first: views 0 to "
+        "n_large - 1. SwAV computes codes on these, so it needs at least 2.",
+    )
+    n_small: int = Field(
+        4,
+        ge=0,
+        le=16,
+        description="Number of small low-resolution views after the large ones (SwAV: 6 "
+        "on ImageNet; 2 to 6 add views at little cost). Set sampler.views to "
+        "n_large + n_small.",
+    )
+    large_size: int | None = Field(
+        None,
+        ge=8,
+        description="Side of the large views in pixels (null: the dataset's image "
+        "size; required when its images vary in size). Also the "
+        "side of the evaluation view.",
+    )
+    small_size: int | None = Field(
+        None,
+        ge=8,
+        description="Side of the small views in pixels, less than large_size (null: "
+        "4/7 of large_size, 16 for 28 px images; the paper pairs 96 "
+        "with 224).",
+    )
+    large_scale: Pair = Field(
+        (0.14, 1.0),
+        description="Range of a large crop's area as a fraction of the image (the paper's "
+        "ImageNet value). Small images need larger crops: (0.5, 1.0) "
+        "suits 28 px Fashion-MNIST.",
+    )
+    small_scale: Pair = Field(
+        (0.05, 0.14),
+        description="Range of a small crop's area as a fraction of the image (the "
+        "paper's ImageNet value). Small images need larger crops: "
+        "(0.2, 0.5) suits 28 px Fashion-MNIST.",
+    )
 
     @model_validator(mode="after")
     def _scale_ranges(self) -> MultiCropCrops:
@@ -82,9 +106,11 @@ class MultiCrop(Pipeline):
         from sslx_augmentations.batched import BatchedViews, ViewsOnDevice
 
         norm = {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
-        return ViewsOnDevice(BatchedViews(self.params, size=self.size, crop_scale=self.params.large_scale, **norm),
-                             BatchedViews(self.params, size=self.small_size, crop_scale=self.params.small_scale, **norm),
-                             first_small=self.params.n_large)
+        return ViewsOnDevice(
+            BatchedViews(self.params, size=self.size, crop_scale=self.params.large_scale, **norm),
+            BatchedViews(self.params, size=self.small_size, crop_scale=self.params.small_scale, **norm),
+            first_small=self.params.n_large,
+        )
 
     def view(self, image: np.ndarray, view: int) -> torch.Tensor:
         if not 0 <= view < self.num_views:

@@ -41,11 +41,19 @@ class AppearanceParams(sslx.Params):
     contrast: float = Field(0.8, ge=0, description="Contrast jitter: factor drawn from [1-c, 1+c].")
     saturation: float = Field(0.8, ge=0, description="Saturation jitter (colour images only).")
     hue: float = Field(0.2, ge=0, le=0.5, description="Hue jitter (colour images only).")
-    grayscale_prob: float = Field(0.2, ge=0, le=1, description="Probability of converting to grayscale (colour images only).")
-    blur_prob: float = Field(0.5, ge=0, le=1, description="Probability of a Gaussian blur (papers use 0.5 on ImageNet and "
-                                                          "none on 32 px images).")
+    grayscale_prob: float = Field(
+        0.2, ge=0, le=1, description="Probability of converting to grayscale (colour images only)."
+    )
+    blur_prob: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Probability of a Gaussian blur (papers use 0.5 on ImageNet and none on 32 px images).",
+    )
     blur_sigma: Pair = Field((0.1, 2.0), description="Range of the blur's sigma in pixels.")
-    solarize_prob: float = Field(0.0, ge=0, le=1, description="Probability of solarizing (inverting pixels above half range).")
+    solarize_prob: float = Field(
+        0.0, ge=0, le=1, description="Probability of solarizing (inverting pixels above half range)."
+    )
     mean: tuple[float, ...] | None = Field(None, description="Per-channel normalisation mean (null: the dataset's).")
     std: tuple[float, ...] | None = Field(None, description="Per-channel normalisation std (null: the dataset's).")
 
@@ -57,9 +65,15 @@ class AppearanceParams(sslx.Params):
 
 
 class CropParams(sslx.Params):
-    size: int | None = Field(None, ge=8, description="Side of the square views in pixels (null: the dataset's image size; "
-                                                     "required when its images vary in size).")
-    crop_scale: Pair = Field((0.08, 1.0), description="Range of the crop's area as a fraction of the image (RandomResizedCrop).")
+    size: int | None = Field(
+        None,
+        ge=8,
+        description="Side of the square views in pixels (null: the dataset's image size; "
+        "required when its images vary in size).",
+    )
+    crop_scale: Pair = Field(
+        (0.08, 1.0), description="Range of the crop's area as a fraction of the image (RandomResizedCrop)."
+    )
 
     @model_validator(mode="after")
     def _crop_ranges(self) -> CropParams:
@@ -82,9 +96,13 @@ def view_ops(params: AppearanceParams, size: int, scale: Pair, color: bool) -> l
     ops = [
         A.RandomResizedCrop(size=(size, size), scale=scale, ratio=params.crop_ratio, interpolation=cv2.INTER_LINEAR),
         A.HorizontalFlip(p=params.flip_prob),
-        A.ColorJitter(brightness=params.brightness, contrast=params.contrast,
-                      saturation=params.saturation if color else 0.0, hue=params.hue if color else 0.0,
-                      p=params.jitter_prob),
+        A.ColorJitter(
+            brightness=params.brightness,
+            contrast=params.contrast,
+            saturation=params.saturation if color else 0.0,
+            hue=params.hue if color else 0.0,
+            p=params.jitter_prob,
+        ),
     ]
     if color:
         ops.append(A.ToGray(p=params.grayscale_prob))
@@ -120,7 +138,9 @@ class Pipeline(sslx.Augmentation):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
         same_size = data.image_size == (size, size)
-        self.eval_pipeline = None if same_size else A.Compose([A.SmallestMaxSize(max_size=size), A.CenterCrop(size, size)])
+        self.eval_pipeline = (
+            None if same_size else A.Compose([A.SmallestMaxSize(max_size=size), A.CenterCrop(size, size)])
+        )
 
     @property
     def out_channels(self) -> int:
@@ -159,8 +179,11 @@ class Views(Pipeline):
     def batched(self) -> sslx.BatchedAugmentation:
         from sslx_augmentations.batched import BatchedViews, ViewsOnDevice
 
-        return ViewsOnDevice(BatchedViews(self.params, size=self.size, mean=self.mean.flatten().tolist(),
-                                          std=self.std.flatten().tolist()))
+        return ViewsOnDevice(
+            BatchedViews(
+                self.params, size=self.size, mean=self.mean.flatten().tolist(), std=self.std.flatten().tolist()
+            )
+        )
 
 
 class SimCLRViews(Views):
@@ -171,7 +194,9 @@ class SimCLRViews(Views):
 
 
 class MoCoV2Params(ViewParams):
-    crop_scale: Pair = Field((0.2, 1.0), description="Range of the crop's area as a fraction of the image (RandomResizedCrop).")
+    crop_scale: Pair = Field(
+        (0.2, 1.0), description="Range of the crop's area as a fraction of the image (RandomResizedCrop)."
+    )
     brightness: float = Field(0.4, ge=0, description="Brightness jitter: factor drawn from [1-b, 1+b].")
     contrast: float = Field(0.4, ge=0, description="Contrast jitter: factor drawn from [1-c, 1+c].")
     saturation: float = Field(0.4, ge=0, description="Saturation jitter (colour images only).")
@@ -184,4 +209,3 @@ class MoCoV2Views(Views):
 
     name = "mocov2"
     Params = MoCoV2Params
-

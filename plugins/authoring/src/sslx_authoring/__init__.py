@@ -24,10 +24,20 @@ INSTALL = "pip install --no-build-isolation -e '.[test]'"
 
 @click.command("new-plugin")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(KIND_NAMES), default="objective", show_default=True,
-              help="The kind of the component to start from.")
-@click.option("--dir", "parent", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
-              help="The folder to create sslx-NAME/ in (default: the current folder).")
+@click.option(
+    "--kind",
+    type=click.Choice(KIND_NAMES),
+    default="objective",
+    show_default=True,
+    help="The kind of the component to start from.",
+)
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    help="The folder to create sslx-NAME/ in (default: the current folder).",
+)
 def new_plugin_command(name: str, kind: str, parent: Path) -> None:
     """Create sslx-NAME/ (with - for _), a plugin distribution ready to
     install: one working KIND component registered as NAME (edit it into
@@ -38,17 +48,23 @@ def new_plugin_command(name: str, kind: str, parent: Path) -> None:
 
     scaffold.check_name(name)  # before loading the plugins, which new_plugin checks the name against
     root = scaffold.new_plugin(name, kind, parent, load_plugins())
-    click.echo(f"Created {root}/: the {kind} {name!r} in src/sslx_{name}/__init__.py. Next:\n\n"
-               f"  cd {root}\n"
-               f"  {INSTALL}\n"
-               f"  python -m pytest\n"
-               f"  sslx run experiments/{name}.json")
+    click.echo(
+        f"Created {root}/: the {kind} {name!r} in src/sslx_{name}/__init__.py. Next:\n\n"
+        f"  cd {root}\n"
+        f"  {INSTALL}\n"
+        f"  python -m pytest\n"
+        f"  sslx run experiments/{name}.json"
+    )
 
 
 @click.command("hookdocs")
 @click.option("--write", is_flag=True, help="Write the page to docs/hooks.md of sslx's source checkout.")
-@click.option("--check", is_flag=True, help="Exit with status 1, saying why, when docs/hooks.md of sslx's source "
-                                            "checkout is not the page the hook specs make.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit with status 1, saying why, when docs/hooks.md of sslx's source "
+    "checkout is not the page the hook specs make.",
+)
 @click.pass_context
 def hookdocs_command(ctx: click.Context, write: bool, check: bool) -> None:
     """Render the hook reference, docs/hooks.md, from sslx's hook specs
@@ -67,8 +83,12 @@ def hookdocs_command(ctx: click.Context, write: bool, check: bool) -> None:
         return
     problems = page_problems(page.read_text() if page.exists() else "")
     if problems:
-        click.secho(f"{page} is out of date with the hook specs; run `sslx hookdocs --write` and review the "
-                    f"change:\n" + "\n".join(f"- {p}" for p in problems), err=True, fg="red")
+        click.secho(
+            f"{page} is out of date with the hook specs; run `sslx hookdocs --write` and review the "
+            f"change:\n" + "\n".join(f"- {p}" for p in problems),
+            err=True,
+            fg="red",
+        )
         ctx.exit(1)
     click.echo(f"{page} is up to date with the hook specs.", err=True)
 

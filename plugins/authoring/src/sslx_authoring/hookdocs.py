@@ -131,7 +131,7 @@ def sslx_run_observers(run):
         "Lifecycle hooks observe a training run through a [`RunContext`](#runcontext). Under\n"
         "DDP (`sslx run --nproc N`) they are called in every process, with that process's\n"
         "data; `sslx.distributed.is_main_process()` tells you which process you are in.",
-        '''\
+        """\
 import sslx
 
 
@@ -140,7 +140,7 @@ def sslx_step_finished(run, step, output):  # any subset of the hook's arguments
     if step % 100 == 0 and output.embeddings is not None:
         norm = output.embeddings.float().norm(dim=1).mean().item()
         run.log_scalar("myplugin.embedding_norm", norm, step)
-''',
+""",
     ),
 }
 
@@ -160,8 +160,10 @@ def hook_types() -> list[type]:
     ``RunContext``, ... and dataclasses such as ``RecorderReport``), in
     source order."""
     return [
-        c for c in vars(hookspecs).values()
-        if inspect.isclass(c) and c.__module__ == hookspecs.__name__
+        c
+        for c in vars(hookspecs).values()
+        if inspect.isclass(c)
+        and c.__module__ == hookspecs.__name__
         and (issubclass(c, typing.Protocol) or dataclasses.is_dataclass(c))
     ]
 
@@ -260,8 +262,10 @@ def render_type(cls: type) -> str:
     doc = inspect.getdoc(cls) or ""
     ivars = {m[2]: m[3] for m in FIELD.finditer(doc) if m[1] == "ivar"}
     about = FIELD.sub(lambda m: "" if m[1] == "ivar" else m[0], doc)
-    members = [_item(f"{name}: {kind}{_default(cls, name)}", markdown(ivars.get(name, "")))
-               for name, kind in cls.__annotations__.items()]
+    members = [
+        _item(f"{name}: {kind}{_default(cls, name)}", markdown(ivars.get(name, "")))
+        for name, kind in cls.__annotations__.items()
+    ]
     members += [_item(signature(fn), markdown(inspect.getdoc(fn) or "")) for fn in _methods(cls)]
     return f"### `{cls.__name__}`\n\n{markdown(about)}\n\n" + "\n".join(members)
 
@@ -275,8 +279,11 @@ def _default(cls: type, name: str) -> str:
 def _methods(cls: type) -> list[Callable[..., Any]]:
     """The methods a type's source defines: its public ones and ``__call__``
     (not those that Protocol or dataclass add)."""
-    return [fn for name, fn in vars(cls).items()
-            if inspect.isfunction(fn) and (not name.startswith("_") or name == "__call__")]
+    return [
+        fn
+        for name, fn in vars(cls).items()
+        if inspect.isfunction(fn) and (not name.startswith("_") or name == "__call__")
+    ]
 
 
 def render_hooks_markdown() -> str:

@@ -46,13 +46,26 @@ FIRST_PARTY = {
     "encoder": {"name": "small_cnn", "width": 8, "blocks": 3},
     "objective": {"name": "simclr", "temperature": 0.2},
     "evaluators": [{"name": "knn", "k": 20}],
-    "trainer": {"batch_size": 64, "max_steps": 12, "warmup_steps": 2, "log_every": 2, "checkpoint_every": 12,
-                "num_workers": 0, "progress": False},
+    "trainer": {
+        "batch_size": 64,
+        "max_steps": 12,
+        "warmup_steps": 2,
+        "log_every": 2,
+        "checkpoint_every": 12,
+        "num_workers": 0,
+        "progress": False,
+    },
 }
 """The generated experiment's other parts: first-party plugins, sized to run in seconds on a CPU."""
 
-FIRST_PARTY_DISTRIBUTIONS = {"dataset": "sslx-datasets", "augmentation": "sslx-augmentations", "sampler": "sslx-crops",
-                             "encoder": "sslx-encoders", "objective": "sslx-simclr", "evaluator": "sslx-knn"}
+FIRST_PARTY_DISTRIBUTIONS = {
+    "dataset": "sslx-datasets",
+    "augmentation": "sslx-augmentations",
+    "sampler": "sslx-crops",
+    "encoder": "sslx-encoders",
+    "objective": "sslx-simclr",
+    "evaluator": "sslx-knn",
+}
 """The distribution of each of them, which the generated experiment needs installed."""
 
 EXPERIMENT_PARAMS: dict[str, dict[str, Any]] = {
@@ -106,8 +119,10 @@ def _taken(name: str, kind: str, dist: str, host: PluginHost | None) -> str | No
     plugin has it, or a component of ``kind`` that ``host`` registered; None
     when it is free."""
     try:
-        return (f"the distribution {dist} {metadata.version(dist)} is installed. Choose another name, such as "
-                f"'my_{name}', or uninstall {dist} first if it is an older copy of this plugin.")
+        return (
+            f"the distribution {dist} {metadata.version(dist)} is installed. Choose another name, such as "
+            f"'my_{name}', or uninstall {dist} first if it is an older copy of this plugin."
+        )
     except metadata.PackageNotFoundError:
         pass
     owners = [ep.dist.name if ep.dist else ep.value for ep in metadata.entry_points(group=GROUP) if ep.name == name]
@@ -128,8 +143,11 @@ def rename(text: str, name: str) -> str:
     ->``, ``Example`` (in class names) the name in CamelCase, and any other
     ``example`` the name."""
     camel = "".join(word.capitalize() for word in name.split("_"))
-    replacements = {f"sslx-{PLACEHOLDER}": "sslx-" + name.replace("_", "-"), PLACEHOLDER.capitalize(): camel,
-                    PLACEHOLDER: name}
+    replacements = {
+        f"sslx-{PLACEHOLDER}": "sslx-" + name.replace("_", "-"),
+        PLACEHOLDER.capitalize(): camel,
+        PLACEHOLDER: name,
+    }
     pattern = re.compile(rf"sslx_{PLACEHOLDER}\.[a-z]+\b|" + "|".join(map(re.escape, replacements)))
     return pattern.sub(lambda m: f"sslx_{name}" if m[0].startswith("sslx_") else replacements[m[0]], text)
 
@@ -153,12 +171,16 @@ def new_plugin(name: str, kind: str = "objective", parent: Path = Path("."), hos
         raise UserError(f"cannot make a plugin named {name!r}: {taken}")
     experiment = {
         "description": f"The {kind} '{name}' ({dist}) with first-party parts, sized to run in seconds on a CPU: raise "
-                       f"the dataset's sizes and trainer.max_steps for a real measurement.",
+        f"the dataset's sizes and trainer.max_steps for a real measurement.",
         **_with_component(FIRST_PARTY, kind, name, EXPERIMENT_PARAMS.get(kind, {})),
     }
     requires = [f"sslx{compatible_range(sslx.__version__)}", "torch>=2.1", *REQUIRES.get(kind, ())]
     fill = {
-        "name": name, "kind": kind, "distribution": dist, "package": f"sslx_{name}", "hook": REGISTRARS[kind],
+        "name": name,
+        "kind": kind,
+        "distribution": dist,
+        "package": f"sslx_{name}",
+        "hook": REGISTRARS[kind],
         "cls": rename(f"{PLACEHOLDER.capitalize()}{kind.capitalize()}", name),
         "dependencies": "".join(f'    "{r}",\n' for r in requires),
         "others": ", ".join(f"{k} {n} ({FIRST_PARTY_DISTRIBUTIONS[k]})" for k, n in _parts(experiment) if n != name),
@@ -194,8 +216,9 @@ def _with_component(config: dict[str, Any], kind: str, name: str, params: dict[s
 
 def _parts(config: dict[str, Any]) -> list[tuple[str, str]]:
     """(kind, name) of every component of an experiment."""
-    return [(kind, config[kind]["name"]) for kind in COMPONENT_SECTIONS] + \
-        [("evaluator", e["name"]) for e in config["evaluators"]]
+    return [(kind, config[kind]["name"]) for kind in COMPONENT_SECTIONS] + [
+        ("evaluator", e["name"]) for e in config["evaluators"]
+    ]
 
 
 def _experiment_json(config: dict[str, Any]) -> str:

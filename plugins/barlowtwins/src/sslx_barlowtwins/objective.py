@@ -15,21 +15,26 @@ __all__ = ["BarlowTwins", "barlow_twins_loss", "barlow_twins_terms"]
 
 class BarlowTwinsParams(sslx.Params):
     off_diagonal_weight: float = Field(
-        5e-3, ge=0,
+        5e-3,
+        ge=0,
         description="lambda, the weight of the redundancy-reduction term sum_{i != j} c_ij^2 against the invariance term "
         "sum_i (1 - c_ii)^2 (0.0051 in the paper with proj_dim 8192; 5e-3 also works for proj_dim 1024-2048; 0 leaves only invariance).",
     )
     proj_hidden_dim: int = Field(
-        1024, ge=1,
+        1024,
+        ge=1,
         description="Width of the projector's hidden layers (8192 in the paper; 1024-2048 suits small encoders on a CPU).",
     )
     proj_dim: int = Field(
-        1024, ge=2,
+        1024,
+        ge=2,
         description="Output size D of the projector, where the D x D cross-correlation is computed (8192 in the paper, "
         "which found wider better; 1024-2048 suits small encoders on a CPU).",
     )
     proj_layers: int = Field(
-        3, ge=1, le=4,
+        3,
+        ge=1,
+        le=4,
         description="Linear layers in the projector (3 in the paper); all but the last are followed by BatchNorm and ReLU.",
     )
 

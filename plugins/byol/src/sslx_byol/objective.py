@@ -17,22 +17,32 @@ __all__ = ["BYOL", "byol_loss"]
 
 class BYOLParams(sslx.Params):
     momentum: float = Field(
-        0.99, ge=0, le=1,
+        0.99,
+        ge=0,
+        le=1,
         description="EMA momentum of the target network at step 0 (0.996 in the paper's 1000-epoch ImageNet runs; "
         "0.99 suits runs of a few thousand steps: higher values make the target follow too slowly).",
     )
     momentum_end: float = Field(
-        1.0, ge=0, le=1,
+        1.0,
+        ge=0,
+        le=1,
         description="Momentum at the last step: it rises from momentum along a cosine over the run (1.0 in the paper). "
         "Set it equal to momentum for a constant momentum.",
     )
     proj_hidden_dim: int = Field(
-        512, ge=1,
+        512,
+        ge=1,
         description="Hidden width of the projector MLP (4096 in the paper; 512 suits small encoders on a CPU).",
     )
-    proj_dim: int = Field(128, ge=1, description="Output size of the projector and the predictor, where the loss is computed (256 in the paper; 128 works for small encoders).")
+    proj_dim: int = Field(
+        128,
+        ge=1,
+        description="Output size of the projector and the predictor, where the loss is computed (256 in the paper; 128 works for small encoders).",
+    )
     pred_hidden_dim: int = Field(
-        512, ge=1,
+        512,
+        ge=1,
         description="Hidden width of the predictor MLP (4096 in the paper; 512 suits small encoders on a CPU). "
         "The predictor is what keeps BYOL from collapsing: do not make it tiny.",
     )
@@ -40,7 +50,9 @@ class BYOLParams(sslx.Params):
     @model_validator(mode="after")
     def _momentum_order(self) -> BYOLParams:
         if self.momentum_end < self.momentum:
-            raise ValueError(f"momentum_end ({self.momentum_end}) must be >= momentum ({self.momentum}): the schedule only rises")
+            raise ValueError(
+                f"momentum_end ({self.momentum_end}) must be >= momentum ({self.momentum}): the schedule only rises"
+            )
         return self
 
 

@@ -12,26 +12,66 @@ from sslx.errors import UserError
 
 @click.command("compare")
 @click.argument("runs", nargs=-1, metavar="[RUN]...")
-@click.option("--source", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
-              help="The file store to read: a runs folder written by `sslx run`.")
-@click.option("--mongo", "mongo_url", metavar="URL", is_flag=False, flag_value="", default=None,
-              help="Read a Sacred MongoDB database instead of --source; --mongo alone uses $SSLX_MONGO_URL "
-                   "(keeps a password off the command line).")
-@click.option("--mongo-db", metavar="NAME", envvar="SSLX_MONGO_DB",
-              help="The database (default: the URL's, else 'sacred'; or $SSLX_MONGO_DB).")
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="The file store to read: a runs folder written by `sslx run`.",
+)
+@click.option(
+    "--mongo",
+    "mongo_url",
+    metavar="URL",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    help="Read a Sacred MongoDB database instead of --source; --mongo alone uses $SSLX_MONGO_URL "
+    "(keeps a password off the command line).",
+)
+@click.option(
+    "--mongo-db",
+    metavar="NAME",
+    envvar="SSLX_MONGO_DB",
+    help="The database (default: the URL's, else 'sacred'; or $SSLX_MONGO_DB).",
+)
 @click.option("--last", type=int, metavar="N", help="Only the N most recent of the matching runs (by start time).")
-@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
-              help="Keep runs whose dotted config key equals VALUE (JSON), e.g. objective.name=moco, "
-                   "trainer.lr=0.06; also status=, name=, id=, method= (repeatable; all must match).")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keep runs whose dotted config key equals VALUE (JSON), e.g. objective.name=moco, "
+    "trainer.lr=0.06; also status=, name=, id=, method= (repeatable; all must match).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV with the same columns.")
-@click.option("--plot", "plot_file", type=click.Path(path_type=Path), metavar="FILE.png",
-              help="Also write curves of the --metric names for the listed runs to this PNG.")
-@click.option("--metric", "metric_names", multiple=True, metavar="NAME",
-              help="A metric to plot, one subplot each (repeatable; default train.loss).")
-def compare(runs: tuple[str, ...], source: Path, mongo_url: str | None, mongo_db: str | None, last: int | None,
-            filters: tuple[str, ...], as_json: bool, as_csv: bool, plot_file: Path | None,
-            metric_names: tuple[str, ...]) -> None:
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(path_type=Path),
+    metavar="FILE.png",
+    help="Also write curves of the --metric names for the listed runs to this PNG.",
+)
+@click.option(
+    "--metric",
+    "metric_names",
+    multiple=True,
+    metavar="NAME",
+    help="A metric to plot, one subplot each (repeatable; default train.loss).",
+)
+def compare(
+    runs: tuple[str, ...],
+    source: Path,
+    mongo_url: str | None,
+    mongo_db: str | None,
+    last: int | None,
+    filters: tuple[str, ...],
+    as_json: bool,
+    as_csv: bool,
+    plot_file: Path | None,
+    metric_names: tuple[str, ...],
+) -> None:
     """Compare recorded runs: id, name, method, status, duration, the config
     keys that differ between them and their final metrics.
 
@@ -45,8 +85,10 @@ def compare(runs: tuple[str, ...], source: Path, mongo_url: str | None, mongo_db
     if mongo_url == "":
         mongo_url = os.environ.get("SSLX_MONGO_URL")
         if not mongo_url:
-            raise UserError("--mongo without a URL reads $SSLX_MONGO_URL, which is not set: "
-                            "give --mongo mongodb://host:port or set SSLX_MONGO_URL.")
+            raise UserError(
+                "--mongo without a URL reads $SSLX_MONGO_URL, which is not set: "
+                "give --mongo mongodb://host:port or set SSLX_MONGO_URL."
+            )
     if mongo_url is not None:
         from sslx_mongo.target import MongoTarget
 

@@ -61,13 +61,17 @@ class RunSummary:
     def final_metrics(self) -> dict[str, Any]:
         """The last value of each ``eval.*`` metric, then the run's result
         dict (which wins where both name the same metric)."""
-        out = {name: m["values"][-1] for name, m in sorted(self.metrics.items())
-               if name.startswith("eval.") and m.get("values")}
+        out = {
+            name: m["values"][-1]
+            for name, m in sorted(self.metrics.items())
+            if name.startswith("eval.") and m.get("values")
+        }
         out.update({k: v for k, v in sorted(self.result.items()) if isinstance(v, (int, float, str, bool))})
         return out
 
 
 # ----------------------------------------------------------------- file store
+
 
 def _time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
@@ -92,8 +96,10 @@ def _summary(run_id: str, run: dict[str, Any], config: dict[str, Any], metrics: 
         config=config,
         # a result Sacred had to make BSON-safe has ',' where the metric names had '.'
         result={str(k).replace(",", "."): v for k, v in result.items()} if isinstance(result, dict) else {},
-        metrics={name: {"steps": list(m.get("steps", [])), "values": list(m.get("values", []))}
-                 for name, m in metrics.items()},
+        metrics={
+            name: {"steps": list(m.get("steps", [])), "values": list(m.get("values", []))}
+            for name, m in metrics.items()
+        },
     )
 
 
@@ -101,8 +107,10 @@ def read_run_dir(run_dir: Path) -> RunSummary:
     """A run folder of the file store (it holds ``run.json``)."""
     folder = RunFolder(run_dir)
     if not folder.is_run():
-        raise UserError(f"{run_dir} is not a run folder: it has no run.json. Give a folder under runs/ "
-                        "(e.g. runs/3) or a run id within --source.")
+        raise UserError(
+            f"{run_dir} is not a run folder: it has no run.json. Give a folder under runs/ "
+            "(e.g. runs/3) or a run id within --source."
+        )
     return _summary(folder.id, folder.run, folder.config, folder.metrics)
 
 
@@ -116,17 +124,22 @@ def load_file_runs(source: Path, refs: list[str]) -> list[RunSummary]:
             if not path.is_dir() and (source / ref).is_dir():
                 path = source / ref
             if not path.is_dir():
-                raise UserError(f"RUN {ref!r}: no such run folder, and no run with that id in --source {source}. "
-                                f"Give a run folder or an id listed by `sslx compare --source {source}`.")
+                raise UserError(
+                    f"RUN {ref!r}: no such run folder, and no run with that id in --source {source}. "
+                    f"Give a run folder or an id listed by `sslx compare --source {source}`."
+                )
             runs.append(read_run_dir(path))
         return runs
     if not source.is_dir():
-        raise UserError(f"--source {source}: no such folder. Point it at the runs folder that "
-                        "`sslx run --runs-dir` wrote (default runs/).")
+        raise UserError(
+            f"--source {source}: no such folder. Point it at the runs folder that "
+            "`sslx run --runs-dir` wrote (default runs/)."
+        )
     return sorted((_summary(f.id, f.run, f.config, f.metrics) for f in list_runs(source)), key=_start_key)
 
 
 # -------------------------------------------------------------------- MongoDB
+
 
 def load_mongo_runs(target: MongoTarget, refs: list[str]) -> list[RunSummary]:
     """Runs from the ``runs`` and ``metrics`` collections of a Sacred
@@ -137,9 +150,11 @@ def load_mongo_runs(target: MongoTarget, refs: list[str]) -> list[RunSummary]:
     try:
         return _read_mongo_runs(target.database(client), refs)
     except PyMongoError as exc:
-        raise UserError(f"--mongo {target.shown}: cannot read the database {target.db} "
-                        f"({target.describe_error(exc)}). Check that the server runs and the URL (user, password) "
-                        "is right, or compare the file store with --source runs/.") from None
+        raise UserError(
+            f"--mongo {target.shown}: cannot read the database {target.db} "
+            f"({target.describe_error(exc)}). Check that the server runs and the URL (user, password) "
+            "is right, or compare the file store with --source runs/."
+        ) from None
     finally:
         client.close()
 
@@ -156,8 +171,10 @@ def _read_mongo_runs(db: Any, refs: list[str]) -> list[RunSummary]:
         docs = {doc["_id"]: doc for doc in db.runs.find({"_id": {"$in": ids}})}
         missing = [str(i) for i in ids if i not in docs]
         if missing:
-            raise UserError(f"RUN {', '.join(missing)}: no run with that id in the MongoDB database {db.name!r}. "
-                            "Run `sslx compare --mongo URL` to list the runs it holds.")
+            raise UserError(
+                f"RUN {', '.join(missing)}: no run with that id in the MongoDB database {db.name!r}. "
+                "Run `sslx compare --mongo URL` to list the runs it holds."
+            )
         ordered = [docs[i] for i in ids]
     else:
         ordered = list(db.runs.find({}))
@@ -170,6 +187,7 @@ def _read_mongo_runs(db: Any, refs: list[str]) -> list[RunSummary]:
 
 
 # ------------------------------------------------------------------ selection
+
 
 def _start_key(run: RunSummary) -> tuple[datetime, str]:
     return (run.start or datetime.min, run.id.zfill(12))
@@ -193,8 +211,10 @@ def parse_filter(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as JSON when it parses, else as text."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--filter {text!r}: write KEY=VALUE, e.g. --filter objective.name=moco, "
-                        "--filter trainer.lr=0.06 or --filter status=COMPLETED.")
+        raise UserError(
+            f"--filter {text!r}: write KEY=VALUE, e.g. --filter objective.name=moco, "
+            "--filter trainer.lr=0.06 or --filter status=COMPLETED."
+        )
     try:
         value = json.loads(raw)
     except ValueError:
@@ -211,7 +231,7 @@ def _matches(run: RunSummary, key: str, value: Any) -> bool:
     if key in flat:
         return flat[key] == value
     prefix = key + "."
-    sub = {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
+    sub = {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
     return bool(sub) and flatten(value) == sub  # a whole section, e.g. objective={"name": "moco", ...}
 
 
@@ -228,6 +248,7 @@ def select(runs: list[RunSummary], filters: list[str], last: int | None) -> list
 
 
 # ---------------------------------------------------------------------- table
+
 
 def differing_keys(runs: list[RunSummary]) -> list[str]:
     """Dotted config keys whose value is not the same in every run (a key
@@ -248,8 +269,7 @@ def table(runs: list[RunSummary]) -> tuple[list[str], list[dict[str, Any]]]:
     rows = []
     for run, final in zip(runs, finals):
         flat = flatten(run.config)
-        row = {"id": run.id, "name": run.name, "method": run.method, "status": run.status,
-               "duration_s": run.duration_s}
+        row = {"id": run.id, "name": run.name, "method": run.method, "status": run.status, "duration_s": run.duration_s}
         row.update({k: flat.get(k) for k in keys})
         row.update({m: final.get(m) for m in metric_names})
         rows.append(row)
@@ -278,7 +298,7 @@ def _duration(seconds: float | None) -> str:
 def _cut(text: str, width: int = CELL_WIDTH, keep_end: bool = False) -> str:
     if len(text) <= width:
         return text
-    return "…" + text[-(width - 1):] if keep_end else text[:width - 1] + "…"
+    return "…" + text[-(width - 1) :] if keep_end else text[: width - 1] + "…"
 
 
 def format_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
@@ -304,20 +324,24 @@ def format_csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for r in rows:
-        writer.writerow(["" if r[c] is None else json.dumps(r[c]) if isinstance(r[c], (list, dict)) else r[c]
-                         for c in columns])
+        writer.writerow(
+            ["" if r[c] is None else json.dumps(r[c]) if isinstance(r[c], (list, dict)) else r[c] for c in columns]
+        )
     return buf.getvalue()
 
 
 # ----------------------------------------------------------------------- plot
+
 
 def plot(runs: list[RunSummary], metric_names: list[str], out: Path) -> Path:
     """One subplot per metric, one curve per run (labelled ``id name``), as a PNG."""
     available = sorted(set().union(*(r.metrics for r in runs))) if runs else []
     missing = [m for m in metric_names if not any(r.metrics.get(m, {}).get("values") for r in runs)]
     if missing:
-        raise UserError(f"--metric {', '.join(missing)}: no listed run logged it. "
-                        f"Metrics they have: {', '.join(available) or 'none'}.")
+        raise UserError(
+            f"--metric {', '.join(missing)}: no listed run logged it. "
+            f"Metrics they have: {', '.join(available) or 'none'}."
+        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,8 +352,9 @@ def plot(runs: list[RunSummary], metric_names: list[str], out: Path) -> Path:
         for run in runs:
             m = run.metrics.get(name)
             if m and m.get("values"):
-                ax.plot(m["steps"], m["values"], marker="." if len(m["values"]) < 30 else None,
-                        label=f"{run.id} {run.name}")
+                ax.plot(
+                    m["steps"], m["values"], marker="." if len(m["values"]) < 30 else None, label=f"{run.id} {run.name}"
+                )
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -57,8 +57,12 @@ class MNIST(sslx.Dataset):
     name = "mnist"
 
     class Params(sslx.Params):
-        train_size: int | None = Field(None, ge=1, le=MNIST_TRAIN, description="Use only the first N training digits (null: all 4,000).")
-        test_size: int | None = Field(None, ge=1, le=5000 - MNIST_TRAIN, description="Use only the first N test digits (null: all 1,000).")
+        train_size: int | None = Field(
+            None, ge=1, le=MNIST_TRAIN, description="Use only the first N training digits (null: all 4,000)."
+        )
+        test_size: int | None = Field(
+            None, ge=1, le=5000 - MNIST_TRAIN, description="Use only the first N test digits (null: all 1,000)."
+        )
 
     def split(self, name: str) -> sslx.ArraySplit:
         check_split(self.name, name)
@@ -82,12 +86,21 @@ class ClipParams(sslx.Params):
     test_size: int = Field(500, ge=1, description="Clips in the test split (made from the 1,000 test digits).")
     length: int = Field(16, ge=1, description="Frames per clip.")
     canvas: int = Field(48, ge=28, description="Side of the square frames in pixels (at least the largest digit).")
-    speed: tuple[float, float] = Field((1.0, 3.0), description="Range [low, high] of each digit's speed in pixels per frame.")
-    compose: Literal["max", "over"] = Field("max", description="Overlapping digits: 'max' keeps the brighter pixel; "
-                                            "'over' draws later digits on top (occlusion).")
-    rotation: float = Field(0.0, ge=0, le=180, description="Largest angle (degrees) a digit turns, smoothly over time (0: none).")
-    scale: tuple[float, float] = Field((1.0, 1.0), description="Range [low, high] of a digit's size relative to 28 px, "
-                                       "varying smoothly over time ([1, 1]: fixed size).")
+    speed: tuple[float, float] = Field(
+        (1.0, 3.0), description="Range [low, high] of each digit's speed in pixels per frame."
+    )
+    compose: Literal["max", "over"] = Field(
+        "max",
+        description="Overlapping digits: 'max' keeps the brighter pixel; 'over' draws later digits on top (occlusion).",
+    )
+    rotation: float = Field(
+        0.0, ge=0, le=180, description="Largest angle (degrees) a digit turns, smoothly over time (0: none)."
+    )
+    scale: tuple[float, float] = Field(
+        (1.0, 1.0),
+        description="Range [low, high] of a digit's size relative to 28 px, "
+        "varying smoothly over time ([1, 1]: fixed size).",
+    )
     fps: float = Field(8.0, gt=0, description="Frames per second (the time base of frames and audio).")
     seed: int = Field(0, ge=0, description="Offset of the generator seeds (train and test clips use different seeds).")
 
@@ -98,8 +111,10 @@ class ClipParams(sslx.Params):
         if not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f"scale must be [low, high] with 0 < low <= high, got {list(self.scale)}")
         if self.canvas < round(28 * self.scale[1]):
-            raise ValueError(f"canvas ({self.canvas}) must hold the largest digit ({round(28 * self.scale[1])} px at "
-                             f"scale {self.scale[1]}): raise canvas or lower scale's high end")
+            raise ValueError(
+                f"canvas ({self.canvas}) must hold the largest digit ({round(28 * self.scale[1])} px at "
+                f"scale {self.scale[1]}): raise canvas or lower scale's high end"
+            )
         return self
 
 
@@ -107,16 +122,26 @@ def generate(params: ClipParams, split: str, num_objects: int) -> Clips:
     """Clips of ``split``'s digits, as ``params`` describe them; train and test use different seeds."""
     images, labels = mnist_split(split)
     return moving_digits(
-        images, labels, num_clips=params.train_size if split == "train" else params.test_size,
-        length=params.length, canvas=params.canvas, num_objects=num_objects, speed=params.speed,
-        compose=params.compose, seed=2 * params.seed + (split == "test"), rotation=params.rotation, scale=params.scale,
+        images,
+        labels,
+        num_clips=params.train_size if split == "train" else params.test_size,
+        length=params.length,
+        canvas=params.canvas,
+        num_objects=num_objects,
+        speed=params.speed,
+        compose=params.compose,
+        seed=2 * params.seed + (split == "test"),
+        rotation=params.rotation,
+        scale=params.scale,
     )
 
 
 def tracks_of(clips: Clips) -> list[sslx.Tracks]:
     """The generator's ground truth as one :class:`sslx.Tracks` per clip (ids unique in the split)."""
-    return [sslx.Tracks(boxes=clips.boxes[i], ids=clips.ids[i], classes=clips.classes[i], visible=clips.visible[i])
-            for i in range(len(clips.frames))]
+    return [
+        sslx.Tracks(boxes=clips.boxes[i], ids=clips.ids[i], classes=clips.classes[i], visible=clips.visible[i])
+        for i in range(len(clips.frames))
+    ]
 
 
 class MovingDigits(sslx.Dataset):
@@ -143,8 +168,9 @@ class MovingDigits(sslx.Dataset):
         if "train" not in self._splits:  # first: both splits share its mean and std
             self._splits["train"] = self._make(generate(self.params, "train", self.params.num_objects), None)
         if name not in self._splits:
-            self._splits[name] = self._make(generate(self.params, name, self.params.num_objects),
-                                            self._splits["train"].info)
+            self._splits[name] = self._make(
+                generate(self.params, name, self.params.num_objects), self._splits["train"].info
+            )
         return self._splits[name]
 
     def _make(self, clips: Clips, info: sslx.DataInfo | None) -> sslx.ArrayClips:
@@ -193,8 +219,12 @@ class TalkingDigits(sslx.Dataset):
 
     class Params(ClipParams):
         sample_rate: int = Field(store.TALKING_RATE, ge=4000, le=48000, description="Audio samples per second.")
-        quiet_brightness: float = Field(0.4, ge=0, le=1, description="Brightness of the digit (share of full) in frames "
-                                        "where its name is not being spoken.")
+        quiet_brightness: float = Field(
+            0.4,
+            ge=0,
+            le=1,
+            description="Brightness of the digit (share of full) in frames where its name is not being spoken.",
+        )
 
     def __init__(self, params: Params):
         super().__init__(params)
@@ -225,7 +255,8 @@ class TalkingDigits(sslx.Dataset):
         if longest > samples:
             raise sslx.UserError(
                 f"talking_digits: a clip lasts length / fps = {p.length / p.fps:g} s but the longest spoken digit lasts "
-                f"{longest / p.sample_rate:.2f} s: raise dataset.length or lower dataset.fps so a name fits in a clip.")
+                f"{longest / p.sample_rate:.2f} s: raise dataset.length or lower dataset.fps so a name fits in a clip."
+            )
         n = len(clips.frames)
         audio = np.zeros((n, samples), dtype=np.float32)
         onsets, active = np.zeros(n), np.zeros((n, p.length), dtype=bool)
@@ -236,7 +267,7 @@ class TalkingDigits(sslx.Dataset):
             choice = rng.choice(np.flatnonzero(digits == clips.classes[i, 0]))
             speech, onset = utterances[choice], int(rng.integers(0, samples - len(utterances[choice]) + 1))
             voiced = np.zeros(samples, dtype=np.float32)
-            voiced[onset:onset + len(speech)] = speech
+            voiced[onset : onset + len(speech)] = speech
             rms = frame_rms(voiced, p.length, p.fps, p.sample_rate)
             active[i] = rms > ACTIVE * rms.max()
             audio[i] = np.clip(voiced + rng.normal(0, NOISE_FLOOR, samples), -1, 1)
@@ -247,7 +278,14 @@ class TalkingDigits(sslx.Dataset):
         if info is None:
             mean, std = frame_stats(frames)
             info = sslx.DataInfo(channels=1, image_size=(p.canvas,) * 2, mean=mean, std=std, num_classes=10)
-        out = TalkingClips(frames, clips.classes[:, 0].copy(), info, p.fps, audio=audio, sample_rate=p.sample_rate,
-                           tracks=tracks_of(clips))
+        out = TalkingClips(
+            frames,
+            clips.classes[:, 0].copy(),
+            info,
+            p.fps,
+            audio=audio,
+            sample_rate=p.sample_rate,
+            tracks=tracks_of(clips),
+        )
         out.onsets, out.active, out.voices = onsets, active, voices
         return out

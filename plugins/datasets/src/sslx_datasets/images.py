@@ -59,8 +59,12 @@ class FashionMNIST(sslx.Dataset):
             description="Folder with the four idx .gz files (null: $SSLX_FASHION_MNIST_DIR, else "
             "/usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist).",
         )
-        train_size: int | None = Field(None, ge=1, le=60000, description="Use only the first N training images (null: all 60,000).")
-        test_size: int | None = Field(None, ge=1, le=10000, description="Use only the first N test images (null: all 10,000).")
+        train_size: int | None = Field(
+            None, ge=1, le=60000, description="Use only the first N training images (null: all 60,000)."
+        )
+        test_size: int | None = Field(
+            None, ge=1, le=10000, description="Use only the first N test images (null: all 10,000)."
+        )
 
     # Per-channel statistics of the training images.
     MEAN = (0.2860,)
@@ -95,7 +99,9 @@ class FashionMNIST(sslx.Dataset):
             images = read_idx(image_file)
             labels = read_idx(label_file).astype(np.int64)
             if images.ndim != 3 or len(images) != len(labels):
-                raise sslx.UserError(f"{image_file}: expected N 28x28 images matching {label_file.name}, got {images.shape}.")
+                raise sslx.UserError(
+                    f"{image_file}: expected N 28x28 images matching {label_file.name}, got {images.shape}."
+                )
             limit = self.params.train_size if name == "train" else self.params.test_size
             if limit:
                 images, labels = images[:limit], labels[:limit]
@@ -149,8 +155,16 @@ def check_files(files: list[Path], what: str) -> dict[Path, str]:
     from tqdm import tqdm
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        reasons = list(tqdm(pool.map(unreadable, files), total=len(files), desc=f"checking {what}", leave=False,
-                            disable=len(files) < 2000, mininterval=1.0))
+        reasons = list(
+            tqdm(
+                pool.map(unreadable, files),
+                total=len(files),
+                desc=f"checking {what}",
+                leave=False,
+                disable=len(files) < 2000,
+                mininterval=1.0,
+            )
+        )
     return {path: reason for path, reason in zip(files, reasons, strict=True) if reason is not None}
 
 
@@ -169,15 +183,24 @@ class ImageFolder(sslx.Dataset):
 
     class Params(sslx.Params):
         root: str = Field(description="Folder of training images (searched recursively).")
-        test_root: str | None = Field(None, description="Folder of test images in the same layout (needed by evaluators).")
+        test_root: str | None = Field(
+            None, description="Folder of test images in the same layout (needed by evaluators)."
+        )
         labeled: bool = Field(False, description="Treat each subfolder of root (and test_root) as a class.")
         grayscale: bool = Field(False, description="Load images as 1-channel grayscale instead of RGB.")
-        mean: tuple[float, ...] | None = Field(None, description="Per-channel mean for normalisation (null: ImageNet's, or 0.5 for grayscale).")
-        std: tuple[float, ...] | None = Field(None, description="Per-channel std for normalisation (null: ImageNet's, or 0.25 for grayscale).")
-        skip_unreadable: bool = Field(False, description="Skip the files that cannot be read as images (empty, truncated, "
-                                                         "not an image) and count them in the run's info (data."
-                                                         "skipped_files), instead of stopping before training with a "
-                                                         "list of them.")
+        mean: tuple[float, ...] | None = Field(
+            None, description="Per-channel mean for normalisation (null: ImageNet's, or 0.5 for grayscale)."
+        )
+        std: tuple[float, ...] | None = Field(
+            None, description="Per-channel std for normalisation (null: ImageNet's, or 0.25 for grayscale)."
+        )
+        skip_unreadable: bool = Field(
+            False,
+            description="Skip the files that cannot be read as images (empty, truncated, "
+            "not an image) and count them in the run's info (data."
+            "skipped_files), instead of stopping before training with a "
+            "list of them.",
+        )
 
     def __init__(self, params: Params):
         super().__init__(params)
@@ -188,8 +211,10 @@ class ImageFolder(sslx.Dataset):
     def report(self) -> dict[str, object]:
         if not self._skipped:
             return {}
-        return {"skipped_files": {split: len(files) for split, files in self._skipped.items()},
-                "skipped_examples": {split: dict(list(files.items())[:5]) for split, files in self._skipped.items()}}
+        return {
+            "skipped_files": {split: len(files) for split, files in self._skipped.items()},
+            "skipped_examples": {split: dict(list(files.items())[:5]) for split, files in self._skipped.items()},
+        }
 
     def split(self, name: str) -> FileSplit:
         if name not in ("train", "test"):
@@ -252,5 +277,7 @@ class ImageFolder(sslx.Dataset):
         std = self.params.std or ((0.25,) if channels == 1 else IMAGENET_STD)
         if len(mean) != channels or len(std) != channels:
             raise sslx.UserError(f"dataset.mean and dataset.std need {channels} values (one per channel).")
-        info = sslx.DataInfo(channels=channels, image_size=None, mean=tuple(mean), std=tuple(std), num_classes=num_classes)
+        info = sslx.DataInfo(
+            channels=channels, image_size=None, mean=tuple(mean), std=tuple(std), num_classes=num_classes
+        )
         return FileSplit(files, labels, info, "L" if channels == 1 else "RGB")

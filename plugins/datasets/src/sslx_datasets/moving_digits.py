@@ -151,8 +151,10 @@ def moving_digits(
     big_h, big_w = round(h * hi_scale), round(w * hi_scale)  # an object's largest size
     if canvas < max(big_h, big_w):
         scaled = f" at scale {hi_scale} ({big_h}x{big_w})" if hi_scale != 1 else ""
-        raise ValueError(f"the canvas ({canvas} px) is smaller than the {h}x{w} images{scaled}: use a canvas of at "
-                         f"least {max(big_h, big_w)} px")
+        raise ValueError(
+            f"the canvas ({canvas} px) is smaller than the {h}x{w} images{scaled}: use a canvas of at "
+            f"least {max(big_h, big_w)} px"
+        )
     if num_clips < 1 or length < 1 or num_objects < 1:
         raise ValueError(f"num_clips, length and num_objects must be >= 1, got {num_clips}, {length}, {num_objects}")
     lo, hi = speed
@@ -183,16 +185,30 @@ def moving_digits(
             corner = xy + (np.array([big_w, big_h]) - size) // 2  # centred in the largest square
             boxes[i, :, k] = np.concatenate([corner, corner + size], axis=1)
         for t in range(length):
-            draw_frame(frames[i, t], boxes[i, t], [
-                transform(images[sources[i, k]], (y1 - y0, x1 - x0), float(angles[i, t, k]))
-                for k, (x0, y0, x1, y1) in enumerate(boxes[i, t])
-            ], compose, visible[i, t])
-    return Clips(frames=frames, boxes=boxes, sources=sources, classes=labels[sources], visible=visible,
-                 angles=angles, scales=scales)
+            draw_frame(
+                frames[i, t],
+                boxes[i, t],
+                [
+                    transform(images[sources[i, k]], (y1 - y0, x1 - x0), float(angles[i, t, k]))
+                    for k, (x0, y0, x1, y1) in enumerate(boxes[i, t])
+                ],
+                compose,
+                visible[i, t],
+            )
+    return Clips(
+        frames=frames,
+        boxes=boxes,
+        sources=sources,
+        classes=labels[sources],
+        visible=visible,
+        angles=angles,
+        scales=scales,
+    )
 
 
-def draw_frame(frame: np.ndarray, boxes: np.ndarray, objects: list[np.ndarray], compose: Compose,
-               visible: np.ndarray) -> None:
+def draw_frame(
+    frame: np.ndarray, boxes: np.ndarray, objects: list[np.ndarray], compose: Compose, visible: np.ndarray
+) -> None:
     """Draw ``objects`` (their images as transformed for this frame) into
     their ``boxes`` of ``frame``, in order; with ``"over"``, fill ``visible``
     with the fraction of each object's ink left uncovered."""

@@ -56,7 +56,16 @@ CLIPS = {
 TALKING_DIR = "talking_digits"
 TALKING_RATE = 16000
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-ESPEAK_VOICES = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+ESPEAK_VOICES = (
+    "en",
+    "en-us",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+)
 ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4")
 NUM_VOICES = 24  # voice variants, each speaking all ten digits
 TEST_VOICES = 6  # the last variants are the test split's: train and test voices are disjoint
@@ -125,8 +134,19 @@ def run_tool(args: list[str], cwd: Path, install_hint: str) -> None:
 def pip_download(requirement: str, folder: Path) -> Path:
     """Download one wheel from PyPI (no dependencies) into ``folder``; return its path."""
     say(f"  downloading {requirement} from PyPI")
-    args = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
-            requirement, "-d", str(folder)]
+    args = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        requirement,
+        "-d",
+        str(folder),
+    ]
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode != 0:
         raise sslx.UserError(
@@ -192,8 +212,10 @@ def deb_members(deb: Path, prefix: str, names: list[str]) -> dict[str, bytes]:
             f.read(size % 2)  # members are 2-byte aligned
             if name.startswith("data.tar"):
                 if name.endswith(".zst"):
-                    raise sslx.UserError(f"{deb}: its data is zstd-compressed, which Python cannot read; "
-                                         f"extract {', '.join(names)} with `dpkg-deb -x` into the clips folder.")
+                    raise sslx.UserError(
+                        f"{deb}: its data is zstd-compressed, which Python cannot read; "
+                        f"extract {', '.join(names)} with `dpkg-deb -x` into the clips folder."
+                    )
                 with tarfile.open(fileobj=io.BytesIO(body), mode="r:*") as tar:
                     return {n: tar.extractfile(prefix + n).read() for n in names}  # type: ignore[union-attr]
     raise sslx.UserError(f"{deb} holds no data.tar member; delete it and prepare again.")
@@ -215,10 +237,13 @@ def prepare_clips(force: bool = False) -> Path:
         from_deb = [n for n in todo if CLIPS[n][0] == "deb"]
         if from_deb:
             say(f"  downloading {OPENCV_DOC} with apt-get (about 95 MB)")
-            run_tool(["apt-get", "download", OPENCV_DOC], tmp,
-                     "on Debian/Ubuntu it comes with the system (package `apt`). Elsewhere, get the file "
-                     f"{OPENCV_DOC}_*.deb from a Debian mirror and copy {', '.join(from_deb)} from its "
-                     f"{OPENCV_DATA[2:]} into {folder}.")
+            run_tool(
+                ["apt-get", "download", OPENCV_DOC],
+                tmp,
+                "on Debian/Ubuntu it comes with the system (package `apt`). Elsewhere, get the file "
+                f"{OPENCV_DOC}_*.deb from a Debian mirror and copy {', '.join(from_deb)} from its "
+                f"{OPENCV_DATA[2:]} into {folder}.",
+            )
             deb = next(tmp.glob(f"{OPENCV_DOC}_*.deb"))
             contents.update(deb_members(deb, OPENCV_DATA, from_deb))
             deb.unlink()
@@ -246,8 +271,13 @@ def voice_variants() -> list[dict]:
     pairs = [f"{v}+{s}" for v in ESPEAK_VOICES for s in ESPEAK_VARIANTS]
     chosen = rng.choice(len(pairs), NUM_VOICES, replace=False)
     return [
-        {"variant": j, "voice": pairs[c], "speed": int(rng.integers(110, 191)), "pitch": int(rng.integers(20, 81)),
-         "split": "test" if j >= NUM_VOICES - TEST_VOICES else "train"}
+        {
+            "variant": j,
+            "voice": pairs[c],
+            "speed": int(rng.integers(110, 191)),
+            "pitch": int(rng.integers(20, 81)),
+            "split": "test" if j >= NUM_VOICES - TEST_VOICES else "train",
+        }
         for j, c in enumerate(chosen)
     ]
 
@@ -288,21 +318,35 @@ def trim_silence(audio: np.ndarray, rate: int, level: float = 0.02, margin_s: fl
     (samples below ``level`` of the peak), keeping ``margin_s`` around the speech."""
     loud = np.flatnonzero(np.abs(audio) > level * np.abs(audio).max())
     margin = int(margin_s * rate)
-    return audio[max(loud[0] - margin, 0): loud[-1] + 1 + margin]
+    return audio[max(loud[0] - margin, 0) : loud[-1] + 1 + margin]
 
 
 def speak(word: str, variant: dict, folder: Path) -> np.ndarray:
     """One utterance of ``word`` in a voice variant: 16 kHz mono float32, silence trimmed."""
     out = folder / "utterance.wav"
-    run_tool(["espeak-ng", "-w", str(out), "-v", variant["voice"], "-s", str(variant["speed"]),
-              "-p", str(variant["pitch"]), word], folder,
-             "install it with `apt-get install espeak-ng` (Debian/Ubuntu) or your system's espeak-ng package.")
+    run_tool(
+        [
+            "espeak-ng",
+            "-w",
+            str(out),
+            "-v",
+            variant["voice"],
+            "-s",
+            str(variant["speed"]),
+            "-p",
+            str(variant["pitch"]),
+            word,
+        ],
+        folder,
+        "install it with `apt-get install espeak-ng` (Debian/Ubuntu) or your system's espeak-ng package.",
+    )
     audio, rate = read_wav(out)
     return trim_silence(resample(audio, rate, TALKING_RATE), TALKING_RATE)
 
 
-def prepare_talking_digits(force: bool = False, variants: list[dict] | None = None,
-                           digits: tuple[int, ...] = tuple(range(10))) -> Path:
+def prepare_talking_digits(
+    force: bool = False, variants: list[dict] | None = None, digits: tuple[int, ...] = tuple(range(10))
+) -> Path:
     """Write ``talking_digits/``: each digit's name spoken by espeak-ng in
     every voice variant (default :func:`voice_variants`), one 16 kHz wav per
     utterance, and ``index.json`` listing them (digit, voice, speed, pitch,
@@ -325,8 +369,14 @@ def prepare_talking_digits(force: bool = False, variants: list[dict] | None = No
             name = f"{d}_{v['variant']:02d}.wav"
             with atomic_file(folder / name) as f:
                 write_wav(f, audio, TALKING_RATE)
-            index.append({"file": name, "digit": d, **{k: v[k] for k in ("variant", "voice", "speed", "pitch", "split")},
-                          "samples": len(audio)})
+            index.append(
+                {
+                    "file": name,
+                    "digit": d,
+                    **{k: v[k] for k in ("variant", "voice", "speed", "pitch", "split")},
+                    "samples": len(audio),
+                }
+            )
     with atomic_file(index_path) as f:
         f.write(json.dumps(index, indent=1).encode())
     say(f"talking-digits: wrote {len(index)} utterances into {folder}")

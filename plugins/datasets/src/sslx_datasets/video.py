@@ -52,7 +52,7 @@ def to_array(frame: av.VideoFrame, size: int, grayscale: bool) -> np.ndarray:
     width, height = max(size, round(frame.width * scale)), max(size, round(frame.height * scale))
     array = frame.to_ndarray(width=width, height=height, format="gray" if grayscale else "rgb24")
     top, left = (height - size) // 2, (width - size) // 2
-    array = array[top:top + size, left:left + size]
+    array = array[top : top + size, left : left + size]
     return array[..., None] if grayscale else array
 
 
@@ -73,7 +73,7 @@ def place_audio(chunks: list[tuple[float, np.ndarray]], start: float, rate: int)
         at = round((t - start) * rate)
         if at < 0:
             x, at = x[-at:], 0
-        track[at:at + len(x)] = x
+        track[at : at + len(x)] = x
     return track
 
 
@@ -85,8 +85,13 @@ def decode(path: Path, size: int, grayscale: bool, fps: float | None, sample_rat
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:
-        return Decoded(np.zeros((0, size, size, 1 if grayscale else 3), np.uint8), fps or 0.0, None, False,
-                       error=f"cannot open: {exc}")
+        return Decoded(
+            np.zeros((0, size, size, 1 if grayscale else 3), np.uint8),
+            fps or 0.0,
+            None,
+            False,
+            error=f"cannot open: {exc}",
+        )
     with container:
         video = container.streams.video[0]
         audio = container.streams.audio[0] if container.streams.audio and sample_rate else None
@@ -120,8 +125,14 @@ def decode(path: Path, size: int, grayscale: bool, fps: float | None, sample_rat
         has_audio = bool(container.streams.audio)
     rate = fps or native
     if not pictures:
-        return Decoded(np.zeros((0, size, size, 1 if grayscale else 3), np.uint8), rate, None, has_audio,
-                       skipped["video"], skipped["audio"])
+        return Decoded(
+            np.zeros((0, size, size, 1 if grayscale else 3), np.uint8),
+            rate,
+            None,
+            has_audio,
+            skipped["video"],
+            skipped["audio"],
+        )
     pictures.sort(key=lambda p: p[0])
     times = [t for t, _ in pictures]
     count = math.floor((times[-1] - times[0]) * rate + 0.5) + 1
@@ -135,9 +146,18 @@ class FolderClips(sslx.ClipSplit):
     ``starts[i] : starts[i] + length`` of video ``sources[i]``; its audio
     (when loaded) the matching ``length / fps`` seconds."""
 
-    def __init__(self, videos: list[np.ndarray], audio: list[np.ndarray] | None, names: list[str],
-                 sources: np.ndarray, starts: np.ndarray, length: int, fps: float, sample_rate: int | None,
-                 info: sslx.DataInfo):
+    def __init__(
+        self,
+        videos: list[np.ndarray],
+        audio: list[np.ndarray] | None,
+        names: list[str],
+        sources: np.ndarray,
+        starts: np.ndarray,
+        length: int,
+        fps: float,
+        sample_rate: int | None,
+        info: sslx.DataInfo,
+    ):
         self.videos, self._audio, self.names = videos, audio, names
         self.sources, self.starts, self.length = sources, starts, length
         self.fps, self.sample_rate, self.info = fps, sample_rate if audio is not None else None, info
@@ -148,7 +168,7 @@ class FolderClips(sslx.ClipSplit):
 
     def frames(self, index: int) -> np.ndarray:
         s = self.starts[index]
-        return self.videos[self.sources[index]][s:s + self.length]
+        return self.videos[self.sources[index]][s : s + self.length]
 
     def audio(self, index: int) -> np.ndarray | None:
         if self._audio is None:
@@ -156,8 +176,8 @@ class FolderClips(sslx.ClipSplit):
         samples = round(self.length / self.fps * self.sample_rate)
         begin = round(self.starts[index] / self.fps * self.sample_rate)
         out = np.zeros(samples, dtype=np.float32)
-        piece = self._audio[self.sources[index]][begin:begin + samples]
-        out[:len(piece)] = piece  # a track that ends early is padded with silence
+        piece = self._audio[self.sources[index]][begin : begin + samples]
+        out[: len(piece)] = piece  # a track that ends early is padded with silence
         return out
 
 
@@ -167,7 +187,7 @@ def clip_starts(frames: int, length: int, stride: int, test_fraction: float) -> 
     train those that end before the first test clip begins (with overlapping
     clips, ``stride < length``, the few that straddle the boundary are dropped)."""
     starts = np.arange(0, frames - length + 1, stride)
-    test = starts[len(starts) - round(len(starts) * test_fraction):]
+    test = starts[len(starts) - round(len(starts) * test_fraction) :]
     train = starts[starts + length <= test[0]] if len(test) else starts
     return train, test
 
@@ -193,19 +213,40 @@ class VideoFolder(sslx.Dataset):
     name = "video_folder"
 
     class Params(sslx.Params):
-        root: str | None = Field(None, description="Folder of video files (null: the data folder's clips/, "
-                                 "filled by `sslx data prepare clips`).")
+        root: str | None = Field(
+            None,
+            description="Folder of video files (null: the data folder's clips/, filled by `sslx data prepare clips`).",
+        )
         files: list[str] | None = Field(None, description="File names in root to use (null: every video file in root).")
         clip_length: int = Field(16, ge=1, description="Frames per clip.")
-        stride: int | None = Field(None, ge=1, description="Frames between the starts of consecutive clips (null: clip_length).")
-        size: int = Field(64, ge=8, le=1024, description="Side of the square frames: the short side is resized to it, then the centre is cut.")
-        fps: float | None = Field(None, gt=0, description="Frames per second of the clips, by picking frames (null: the files' own rate, which must then agree).")
+        stride: int | None = Field(
+            None, ge=1, description="Frames between the starts of consecutive clips (null: clip_length)."
+        )
+        size: int = Field(
+            64,
+            ge=8,
+            le=1024,
+            description="Side of the square frames: the short side is resized to it, then the centre is cut.",
+        )
+        fps: float | None = Field(
+            None,
+            gt=0,
+            description="Frames per second of the clips, by picking frames (null: the files' own rate, which must then agree).",
+        )
         grayscale: bool = Field(False, description="Decode frames as 1-channel grayscale instead of RGB.")
         audio: bool = Field(False, description="Load each file's sound (every file must have an audio stream).")
-        sample_rate: int = Field(16000, ge=1000, le=192000, description="Audio samples per second after resampling (with audio).")
-        test_fraction: float = Field(0.2, ge=0, lt=1, description="Share of each video's clips (its last ones) in the test split.")
-        train_size: int | None = Field(None, ge=1, description="At most this many train clips, spread evenly (null: all).")
-        test_size: int | None = Field(None, ge=1, description="At most this many test clips, spread evenly (null: all).")
+        sample_rate: int = Field(
+            16000, ge=1000, le=192000, description="Audio samples per second after resampling (with audio)."
+        )
+        test_fraction: float = Field(
+            0.2, ge=0, lt=1, description="Share of each video's clips (its last ones) in the test split."
+        )
+        train_size: int | None = Field(
+            None, ge=1, description="At most this many train clips, spread evenly (null: all)."
+        )
+        test_size: int | None = Field(
+            None, ge=1, description="At most this many test clips, spread evenly (null: all)."
+        )
 
     def __init__(self, params: Params):
         super().__init__(params)
@@ -238,30 +279,44 @@ class VideoFolder(sslx.Dataset):
         missing = [f for f in p.files if not (root / f).is_file()]
         if missing:
             have = sorted(f.name for f in root.iterdir() if f.suffix.lower() in VIDEO_EXTENSIONS)
-            raise sslx.UserError(f"dataset.files: {', '.join(missing)} not found in {root} (it has: "
-                                 f"{', '.join(have) or 'no videos'}). Fix the names or run `sslx data prepare clips`.")
+            raise sslx.UserError(
+                f"dataset.files: {', '.join(missing)} not found in {root} (it has: "
+                f"{', '.join(have) or 'no videos'}). Fix the names or run `sslx data prepare clips`."
+            )
         return [root / f for f in p.files]
 
     def _decode_all(self) -> dict[str, Decoded]:
         p = self.params
-        decoded = {path.name: decode(path, p.size, p.grayscale, p.fps, p.sample_rate if p.audio else None)
-                   for path in self._paths()}
+        decoded = {
+            path.name: decode(path, p.size, p.grayscale, p.fps, p.sample_rate if p.audio else None)
+            for path in self._paths()
+        }
         self._report = {
-            "files": {n: {"frames": len(d.frames), "video_packets_skipped": d.video_skipped,
-                          "audio_packets_skipped": d.audio_skipped, "seconds": len(d.frames) / d.fps if d.fps else 0.0,
-                          **({"error": d.error} if d.error else {})} for n, d in decoded.items()},
+            "files": {
+                n: {
+                    "frames": len(d.frames),
+                    "video_packets_skipped": d.video_skipped,
+                    "audio_packets_skipped": d.audio_skipped,
+                    "seconds": len(d.frames) / d.fps if d.fps else 0.0,
+                    **({"error": d.error} if d.error else {}),
+                }
+                for n, d in decoded.items()
+            },
             "packets_skipped": sum(d.video_skipped + d.audio_skipped for d in decoded.values()),
         }
         rates = {n: d.fps for n, d in decoded.items() if len(d.frames)}
         if len(set(rates.values())) > 1:
             raise sslx.UserError(
                 f"video_folder: the files play at different rates ({', '.join(f'{n}: {r:g} fps' for n, r in rates.items())}) "
-                f"and clips need one: set dataset.fps (e.g. {min(rates.values()):g}) to resample them all.")
+                f"and clips need one: set dataset.fps (e.g. {min(rates.values()):g}) to resample them all."
+            )
         if p.audio:
             silent = [n for n, d in decoded.items() if not d.has_audio and not d.error]
             if silent:
-                raise sslx.UserError(f"video_folder: dataset.audio is true but {', '.join(silent)} has no audio stream: "
-                                     f"drop it from dataset.files, or set dataset.audio to false.")
+                raise sslx.UserError(
+                    f"video_folder: dataset.audio is true but {', '.join(silent)} has no audio stream: "
+                    f"drop it from dataset.files, or set dataset.audio to false."
+                )
         return decoded
 
     def _load(self) -> dict[str, FolderClips]:
@@ -275,22 +330,35 @@ class VideoFolder(sslx.Dataset):
             parts["train"] += [(f, s) for s in train]
             parts["test"] += [(f, s) for s in test]
         if not parts["train"]:
-            lengths = ", ".join(f"{n}: {len(d.frames)} frames" + (f" ({d.error})" if d.error else "")
-                                for n, d in decoded.items())
-            raise sslx.UserError(f"video_folder: no training clip of {p.clip_length} frames could be cut from the files "
-                                 f"({lengths}). Use longer or readable files, or a smaller dataset.clip_length.")
+            lengths = ", ".join(
+                f"{n}: {len(d.frames)} frames" + (f" ({d.error})" if d.error else "") for n, d in decoded.items()
+            )
+            raise sslx.UserError(
+                f"video_folder: no training clip of {p.clip_length} frames could be cut from the files "
+                f"({lengths}). Use longer or readable files, or a smaller dataset.clip_length."
+            )
         videos = [decoded[n].frames for n in names]
         audio = [decoded[n].audio for n in names] if p.audio else None
         used = [np.zeros(len(v), bool) for v in videos]
         for f, s in parts["train"]:
-            used[f][s:s + p.clip_length] = True
+            used[f][s : s + p.clip_length] = True
         mean, std = frame_stats(np.concatenate([v[u] for v, u in zip(videos, used)]))
-        info = sslx.DataInfo(channels=1 if p.grayscale else 3, image_size=(p.size, p.size), mean=mean, std=std,
-                             num_classes=None)
+        info = sslx.DataInfo(
+            channels=1 if p.grayscale else 3, image_size=(p.size, p.size), mean=mean, std=std, num_classes=None
+        )
         fps = next(d.fps for d in decoded.values() if len(d.frames))
         splits = {}
         for split, limit in (("train", p.train_size), ("test", p.test_size)):
             chosen = np.array(parts[split], dtype=np.int64).reshape(-1, 2)[evenly(len(parts[split]), limit)]
-            splits[split] = FolderClips(videos, audio, names, chosen[:, 0], chosen[:, 1], p.clip_length, fps,
-                                        p.sample_rate if p.audio else None, info)
+            splits[split] = FolderClips(
+                videos,
+                audio,
+                names,
+                chosen[:, 0],
+                chosen[:, 1],
+                p.clip_length,
+                fps,
+                p.sample_rate if p.audio else None,
+                info,
+            )
         return splits

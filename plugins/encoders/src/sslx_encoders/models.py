@@ -61,17 +61,22 @@ class ResNet(sslx.Encoder):
         lines = ["import torch", "import torchvision", f"model = torchvision.models.{self.arch}()"]
         stem = []
         if self.small:
-            lines.append(f"model.conv1 = torch.nn.Conv2d({self.data.channels}, 64, kernel_size=3, stride=1, padding=1, bias=False)")
+            lines.append(
+                f"model.conv1 = torch.nn.Conv2d({self.data.channels}, 64, kernel_size=3, stride=1, padding=1, bias=False)"
+            )
             lines.append("model.maxpool = torch.nn.Identity()")
             stem.append(f"3x3 stride-1 conv1 for {self.data.channels}-channel images, no max-pool")
         elif self.data.channels != 3:
-            lines.append(f"model.conv1 = torch.nn.Conv2d({self.data.channels}, 64, kernel_size=7, stride=2, padding=3, bias=False)")
+            lines.append(
+                f"model.conv1 = torch.nn.Conv2d({self.data.channels}, 64, kernel_size=7, stride=2, padding=3, bias=False)"
+            )
             stem.append(f"conv1 for {self.data.channels}-channel images")
         lines.append("model.fc = torch.nn.Identity()")
         stem.append("fc = Identity")
         state = {k.removeprefix("net."): v for k, v in self.state_dict().items()}
-        return sslx.ExportedBackbone(state=state, code="\n".join(lines),
-                                     model=f"torchvision.models.{self.arch} ({', '.join(stem)})")
+        return sslx.ExportedBackbone(
+            state=state, code="\n".join(lines), model=f"torchvision.models.{self.arch} ({', '.join(stem)})"
+        )
 
     def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         n = self.net
@@ -115,8 +120,12 @@ class SmallCNN(sslx.Encoder):
         for i in range(params.blocks):
             c_out = params.width * 2**i
             block = [
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
             ]
             if i < params.blocks - 1:
                 block.append(nn.MaxPool2d(2, ceil_mode=True))
@@ -130,8 +139,11 @@ class SmallCNN(sslx.Encoder):
         """This module's own keys, loaded into :func:`small_cnn`."""
         p = self.params
         code = f"from sslx_encoders.models import small_cnn\nmodel = small_cnn(in_channels={self.data.channels}, width={p.width}, blocks={p.blocks})"
-        return sslx.ExportedBackbone(state=self.state_dict(), code=code,
-                                     model=f"sslx_encoders.models.small_cnn (width {p.width}, {p.blocks} blocks)")
+        return sslx.ExportedBackbone(
+            state=self.state_dict(),
+            code=code,
+            model=f"sslx_encoders.models.small_cnn (width {p.width}, {p.blocks} blocks)",
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -150,6 +162,7 @@ def small_cnn(in_channels: int = 3, width: int = 32, blocks: int = 4) -> SmallCN
     """A :class:`SmallCNN` without an experiment, e.g. to load weights written
     by ``sslx export``: images ``(B, in_channels, H, W)`` to ``(B, width *
     2**(blocks-1))`` features."""
-    data = sslx.DataInfo(channels=in_channels, image_size=None, mean=(0.0,) * in_channels,
-                         std=(1.0,) * in_channels, num_classes=None)
+    data = sslx.DataInfo(
+        channels=in_channels, image_size=None, mean=(0.0,) * in_channels, std=(1.0,) * in_channels, num_classes=None
+    )
     return SmallCNN(SmallCNN.Params(width=width, blocks=blocks), data)

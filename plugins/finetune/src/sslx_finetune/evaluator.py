@@ -59,8 +59,12 @@ def flip_and_translate(x: torch.Tensor, gen: torch.Generator, flip: bool, pad: i
 
 def load_views(ctx: sslx.EvalContext, split: sslx.ImageSplit, indices: np.ndarray, desc: str) -> torch.Tensor:
     """The evaluation views of ``split[indices]`` stacked in memory (CPU) in one pass."""
-    loader = DataLoader(EvalViews(split, ctx.augmentation, indices), batch_size=ctx.batch_size,
-                        num_workers=ctx.num_workers, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        EvalViews(split, ctx.augmentation, indices),
+        batch_size=ctx.batch_size,
+        num_workers=ctx.num_workers,
+        generator=torch.Generator().manual_seed(0),
+    )
     return torch.cat([x for x in tqdm(loader, desc=desc, disable=not ctx.progress, leave=False, mininterval=2)])
 
 
@@ -92,17 +96,27 @@ class Finetune(sslx.Evaluator):
     needs_labels = True
 
     class Params(sslx.Params):
-        label_fraction: float = Field(0.1, gt=0, le=1, description="Fraction of each class's labeled training "
-                                      "images used (at least one per class), e.g. 0.01, 0.1 or 1.")
-        epochs: int = Field(20, ge=1, description="Passes over the labeled subset (20: about a minute for 10% of "
-                            "Fashion-MNIST with small_cnn width 16 on 2 CPU cores).")
+        label_fraction: float = Field(
+            0.1,
+            gt=0,
+            le=1,
+            description="Fraction of each class's labeled training "
+            "images used (at least one per class), e.g. 0.01, 0.1 or 1.",
+        )
+        epochs: int = Field(
+            20,
+            ge=1,
+            description="Passes over the labeled subset (20: about a minute for 10% of "
+            "Fashion-MNIST with small_cnn width 16 on 2 CPU cores).",
+        )
         batch_size: int = Field(128, ge=1, description="Mini-batch size (at most the subset's size).")
         lr: float = Field(0.02, ge=0, description="Peak learning rate of the encoder (cosine decay to zero).")
         head_lr: float = Field(0.1, ge=0, description="Peak learning rate of the linear head.")
         weight_decay: float = Field(5e-4, ge=0, description="SGD weight decay (encoder and head).")
         flip: bool = Field(True, description="Random horizontal flips of the training images.")
-        pad: int = Field(2, ge=0, description="Random translations by up to pad pixels (padding and cropping); "
-                         "0: none.")
+        pad: int = Field(
+            2, ge=0, description="Random translations by up to pad pixels (padding and cropping); 0: none."
+        )
 
     def evaluate(self, ctx: sslx.EvalContext) -> dict[str, float]:
         p = self.params
@@ -121,8 +135,11 @@ class Finetune(sslx.Evaluator):
             labels = train_y[indices]
             self.fit(model, images, labels, ctx)
             top1 = self.accuracy(model, ctx, test_split, test_y)
-        return {"finetune_top1": top1, "finetune_label_fraction": p.label_fraction,
-                "finetune_train_size": float(len(indices))}
+        return {
+            "finetune_top1": top1,
+            "finetune_label_fraction": p.label_fraction,
+            "finetune_train_size": float(len(indices)),
+        }
 
     def fit(self, model: Classifier, images: torch.Tensor, labels: torch.Tensor, ctx: sslx.EvalContext) -> None:
         """Train ``model`` in place on the in-memory ``images`` and ``labels``."""
@@ -133,7 +150,10 @@ class Finetune(sslx.Evaluator):
         total = p.epochs * steps_per_epoch
         optimizer = torch.optim.SGD(
             [{"params": model.encoder.parameters(), "lr": p.lr}, {"params": model.head.parameters(), "lr": p.head_lr}],
-            momentum=0.9, nesterov=True, weight_decay=p.weight_decay)
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=p.weight_decay,
+        )
         peak = [group["lr"] for group in optimizer.param_groups]
         gen = torch.Generator().manual_seed(ctx.seed)
         cuda = ctx.device.type == "cuda"
@@ -166,9 +186,13 @@ class Finetune(sslx.Evaluator):
     def accuracy(self, model: Classifier, ctx: sslx.EvalContext, split: sslx.ImageSplit, labels: torch.Tensor) -> float:
         """Top-1 accuracy of ``model`` in eval mode on the evaluation views of ``split``."""
         model.eval()
-        loader = DataLoader(EvalViews(split, ctx.augmentation), batch_size=ctx.batch_size,
-                            num_workers=ctx.num_workers, pin_memory=ctx.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            EvalViews(split, ctx.augmentation),
+            batch_size=ctx.batch_size,
+            num_workers=ctx.num_workers,
+            pin_memory=ctx.device.type == "cuda",
+            generator=torch.Generator().manual_seed(0),
+        )
         preds = []
         for x in tqdm(loader, desc="finetune test", disable=not ctx.progress, leave=False, mininterval=2):
             x = x.to(ctx.device, non_blocking=True, memory_format=ctx.memory_format)

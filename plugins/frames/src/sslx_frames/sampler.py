@@ -20,8 +20,7 @@ def frames_needed(pairs: int, min_offset: int, gap: int) -> int:
     return pairs * min_offset + (pairs - 1) * gap + 1
 
 
-def draw_times(length: int, window: int, min_offset: int, gap: int, pairs: int,
-               rng: np.random.Generator) -> np.ndarray:
+def draw_times(length: int, window: int, min_offset: int, gap: int, pairs: int, rng: np.random.Generator) -> np.ndarray:
     """Random frame indices ``(pairs, 2)`` in a clip of ``length`` frames:
     row ``k`` holds the two frames of sample ``k`` (``|t - t'|`` between
     ``min_offset`` and ``window``), and every frame of one sample lies at
@@ -35,8 +34,9 @@ def draw_times(length: int, window: int, min_offset: int, gap: int, pairs: int,
     min_offset, gap)``."""
     spare = length - frames_needed(pairs, min_offset, gap)
     if spare < 0:
-        raise ValueError(f"a clip of {length} frames cannot hold {pairs} samples with min_offset {min_offset} "
-                         f"and gap {gap}")
+        raise ValueError(
+            f"a clip of {length} frames cannot hold {pairs} samples with min_offset {min_offset} and gap {gap}"
+        )
     offsets = np.empty(pairs, dtype=np.int64)
     for k in range(pairs):
         extra = int(rng.integers(0, min(window - min_offset, spare) + 1))
@@ -52,26 +52,47 @@ def draw_times(length: int, window: int, min_offset: int, gap: int, pairs: int,
 
 
 class FramesParams(sslx.Params):
-    window: int = Field(2, ge=0, description="Largest distance in frames between the two frames of a positive pair "
-                                             "(0: both views come from the same frame).")
-    min_offset: int = Field(1, ge=0, description="Smallest distance in frames between the two frames of a positive "
-                                                 "pair; the distance is drawn uniformly in [min_offset, window] "
-                                                 "where the clip has room.")
-    gap: int = Field(6, ge=1, description="Smallest distance in frames between any frame of one sample and any frame "
-                                          "of another sample of the same clip (they are each other's negatives); "
-                                          "must exceed window.")
-    pairs: int = Field(2, ge=1, le=32, description="Samples (pairs of frames) drawn per clip: the sampler's group "
-                                                   "size; trainer.batch_size must be a multiple of it.")
+    window: int = Field(
+        2,
+        ge=0,
+        description="Largest distance in frames between the two frames of a positive pair "
+        "(0: both views come from the same frame).",
+    )
+    min_offset: int = Field(
+        1,
+        ge=0,
+        description="Smallest distance in frames between the two frames of a positive "
+        "pair; the distance is drawn uniformly in [min_offset, window] "
+        "where the clip has room.",
+    )
+    gap: int = Field(
+        6,
+        ge=1,
+        description="Smallest distance in frames between any frame of one sample and any frame "
+        "of another sample of the same clip (they are each other's negatives); "
+        "must exceed window.",
+    )
+    pairs: int = Field(
+        2,
+        ge=1,
+        le=32,
+        description="Samples (pairs of frames) drawn per clip: the sampler's group "
+        "size; trainer.batch_size must be a multiple of it.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FramesParams:
         if self.min_offset > self.window:
-            raise ValueError(f"min_offset ({self.min_offset}) must not exceed window ({self.window}): lower "
-                             f"min_offset or raise window.")
+            raise ValueError(
+                f"min_offset ({self.min_offset}) must not exceed window ({self.window}): lower "
+                f"min_offset or raise window."
+            )
         if self.gap <= self.window:
-            raise ValueError(f"gap ({self.gap}) must exceed window ({self.window}): frames of different samples are "
-                             f"negatives and must lie farther apart than the frames of a positive pair. Raise gap or "
-                             f"lower window.")
+            raise ValueError(
+                f"gap ({self.gap}) must exceed window ({self.window}): frames of different samples are "
+                f"negatives and must lie farther apart than the frames of a positive pair. Raise gap or "
+                f"lower window."
+            )
         return self
 
 
@@ -122,7 +143,9 @@ class Frames(sslx.PairSampler):
         p = self.params
         times = draw_times(len(clip), p.window, p.min_offset, p.gap, p.pairs, self.rng)
         return [
-            sslx.Sample([augmentation.view(clip[int(t)], v) for v, t in enumerate(pair)],
-                        meta={"frames": pair.copy(), "clip": index})
+            sslx.Sample(
+                [augmentation.view(clip[int(t)], v) for v, t in enumerate(pair)],
+                meta={"frames": pair.copy(), "clip": index},
+            )
             for pair in times
         ]

@@ -35,26 +35,49 @@ def shuffle_tiles(tiles: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 
 
 class JigsawParams(sslx.Params):
-    grid: int = Field(3, ge=2, le=3, description="Tiles per side (3, nine tiles, in the paper); must equal "
-                                                 "augmentation.grid. At most 3: the permutation set is chosen among "
-                                                 "all (grid*grid)! permutations.")
-    num_permutations: int = Field(100, ge=2, description="Size of the permutation set, the number of classes (the "
-                                                         "paper used 1000 on ImageNet and also compared 100; 100 suits "
-                                                         "small runs). At most (grid*grid)!.")
-    permutation_seed: int = Field(0, ge=0, description="Seed of the greedy maximal-Hamming-distance selection of the "
-                                                       "permutation set (its first permutation and tie breaks).")
-    tile_dim: int = Field(128, ge=1, description="Output size of the per-tile linear layer (with ReLU) applied to "
-                                                 "each tile's encoder features before concatenation (fc6, 512 in "
-                                                 "the paper).")
-    hidden_dim: int = Field(512, ge=1, description="Hidden width of the MLP head (Linear, BatchNorm, ReLU, Linear) "
-                                                   "on the concatenated tile features (fc7, 4096 in the paper).")
+    grid: int = Field(
+        3,
+        ge=2,
+        le=3,
+        description="Tiles per side (3, nine tiles, in the paper); must equal "
+        "augmentation.grid. At most 3: the permutation set is chosen among "
+        "all (grid*grid)! permutations.",
+    )
+    num_permutations: int = Field(
+        100,
+        ge=2,
+        description="Size of the permutation set, the number of classes (the "
+        "paper used 1000 on ImageNet and also compared 100; 100 suits "
+        "small runs). At most (grid*grid)!.",
+    )
+    permutation_seed: int = Field(
+        0,
+        ge=0,
+        description="Seed of the greedy maximal-Hamming-distance selection of the "
+        "permutation set (its first permutation and tie breaks).",
+    )
+    tile_dim: int = Field(
+        128,
+        ge=1,
+        description="Output size of the per-tile linear layer (with ReLU) applied to "
+        "each tile's encoder features before concatenation (fc6, 512 in "
+        "the paper).",
+    )
+    hidden_dim: int = Field(
+        512,
+        ge=1,
+        description="Hidden width of the MLP head (Linear, BatchNorm, ReLU, Linear) "
+        "on the concatenated tile features (fc7, 4096 in the paper).",
+    )
 
     @model_validator(mode="after")
     def _set_size(self) -> JigsawParams:
         total = math.factorial(self.grid * self.grid)
         if self.num_permutations > total:
-            raise ValueError(f"num_permutations ({self.num_permutations}) must be at most {total}, the number of "
-                             f"permutations of {self.grid * self.grid} tiles")
+            raise ValueError(
+                f"num_permutations ({self.num_permutations}) must be at most {total}, the number of "
+                f"permutations of {self.grid * self.grid} tiles"
+            )
         return self
 
 
@@ -83,7 +106,7 @@ class Jigsaw(sslx.Objective):
 
     def _tiles(self, batch: sslx.Batch) -> torch.Tensor:
         tiles = batch.views[0]
-        expected = self.params.grid ** 2
+        expected = self.params.grid**2
         if tiles.ndim != 5:
             raise sslx.UserError(
                 f"objective 'jigsaw' needs views that are tiles (B, tiles, C, tile, tile), but got shape "

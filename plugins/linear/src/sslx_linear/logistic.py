@@ -22,8 +22,9 @@ import torch.nn.functional as F
 Optimizer = Literal["lbfgs", "sgd"]
 
 
-def logistic_objective(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                       l2: float) -> torch.Tensor:
+def logistic_objective(
+    x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, l2: float
+) -> torch.Tensor:
     """``L(W, b)``: mean softmax cross-entropy of ``x W^T + b`` plus ``l2 * ||W||^2``."""
     return F.cross_entropy(torch.addmm(bias, x, weight.T), y) + l2 * weight.pow(2).sum()
 
@@ -72,8 +73,15 @@ def fit_logistic(
         if optimizer == "lbfgs":
             # stop early only on a vanishing gradient or no progress at the dtype's precision
             tolerance = min(1e-12, 10 * torch.finfo(x.dtype).eps)
-            opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=20,
-                                    tolerance_grad=1e-9, tolerance_change=tolerance, line_search_fn="strong_wolfe")
+            opt = torch.optim.LBFGS(
+                [weight, bias],
+                lr=1,
+                max_iter=max_iter,
+                history_size=20,
+                tolerance_grad=1e-9,
+                tolerance_change=tolerance,
+                line_search_fn="strong_wolfe",
+            )
 
             def closure() -> torch.Tensor:
                 opt.zero_grad()
@@ -109,8 +117,9 @@ def predict(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, chunk_siz
     weight, bias = weight.to(x.dtype), bias.to(x.dtype)
     if len(x) == 0:
         return torch.zeros(0, dtype=torch.long, device=x.device)
-    return torch.cat([torch.addmm(bias, x[s : s + chunk_size], weight.T).argmax(dim=1)
-                      for s in range(0, len(x), chunk_size)])
+    return torch.cat(
+        [torch.addmm(bias, x[s : s + chunk_size], weight.T).argmax(dim=1) for s in range(0, len(x), chunk_size)]
+    )
 
 
 def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
@@ -167,12 +176,10 @@ def linear_probe(
         fit_idx, val_idx = fit_idx.to(train_x.device), val_idx.to(train_x.device)
         best = -1.0
         for value in grid:  # from the strongest penalty down, each fit warm-started from the last
-            init = fit_logistic(train_x[fit_idx], train_y[fit_idx], num_classes, value, seed=seed, init=init,
-                                **solver)  # type: ignore[arg-type]
+            init = fit_logistic(train_x[fit_idx], train_y[fit_idx], num_classes, value, seed=seed, init=init, **solver)  # type: ignore[arg-type]
             acc = accuracy(predict(train_x[val_idx], *init), train_y[val_idx])
             if acc > best:
                 best, chosen, best_init = acc, value, init
         init = best_init
-    weight, bias = fit_logistic(train_x, train_y, num_classes, chosen, seed=seed, init=init,
-                                **solver)  # type: ignore[arg-type]
+    weight, bias = fit_logistic(train_x, train_y, num_classes, chosen, seed=seed, init=init, **solver)  # type: ignore[arg-type]
     return accuracy(predict(test_x, weight, bias), test_y), chosen

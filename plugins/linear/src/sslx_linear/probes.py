@@ -42,16 +42,23 @@ __all__ = [
 
 class ProbeParams(sslx.Params):
     optimizer: Literal["lbfgs", "sgd"] = Field(
-        "lbfgs", description="lbfgs: full-batch L-BFGS with strong-Wolfe line search (max_iter); sgd: mini-batch "
-        "SGD with momentum 0.9 and a cosine schedule (epochs, batch_size, lr), often faster on many samples.")
+        "lbfgs",
+        description="lbfgs: full-batch L-BFGS with strong-Wolfe line search (max_iter); sgd: mini-batch "
+        "SGD with momentum 0.9 and a cosine schedule (epochs, batch_size, lr), often faster on many samples.",
+    )
     l2: float | list[float] = Field(
         [1e-5, 1e-4, 1e-3],
         description="Weight of the L2 penalty l2*||W||^2 added to the mean cross-entropy (features standardised). "
         "A list: the value of best accuracy on a held-out val_fraction of the training features is used, "
         "then the probe is refit on all of them (on Fashion-MNIST, raw pixels choose 1e-3 and the 128-d "
-        "features of a random small_cnn 1e-4).")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="Part of the training features held out (seeded by "
-                                "the run's seed) to choose l2 when l2 is a list.")
+        "features of a random small_cnn 1e-4).",
+    )
+    val_fraction: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="Part of the training features held out (seeded by the run's seed) to choose l2 when l2 is a list.",
+    )
     max_iter: int = Field(100, ge=1, description="L-BFGS iterations per fit.")
     epochs: int = Field(30, ge=1, description="SGD: passes over the training features.")
     batch_size: int = Field(256, ge=1, description="SGD: mini-batch size.")
@@ -68,23 +75,42 @@ class ProbeParams(sslx.Params):
         return value
 
 
-def _probe(ctx: sslx.EvalContext, params: ProbeParams, train_x: torch.Tensor, train_y: torch.Tensor,
-           test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int) -> tuple[float, float]:
+def _probe(
+    ctx: sslx.EvalContext,
+    params: ProbeParams,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+) -> tuple[float, float]:
     """:func:`linear_probe` on the labeled training features, seeded by the
     run's seed, leaving the global RNG untouched."""
     known = train_y >= 0
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         return linear_probe(
-            train_x[known], train_y[known], test_x, test_y, num_classes, params.l2, params.val_fraction,
-            seed=ctx.seed, optimizer=params.optimizer, max_iter=params.max_iter, epochs=params.epochs,
-            batch_size=params.batch_size, lr=params.lr,
+            train_x[known],
+            train_y[known],
+            test_x,
+            test_y,
+            num_classes,
+            params.l2,
+            params.val_fraction,
+            seed=ctx.seed,
+            optimizer=params.optimizer,
+            max_iter=params.max_iter,
+            epochs=params.epochs,
+            batch_size=params.batch_size,
+            lr=params.lr,
         )
 
 
 def _labels(ctx: sslx.EvalContext, evaluator: str) -> int:
     """The number of classes, or the UserError, before any feature is extracted."""
-    return labeled_or_error(evaluator, split_labels(ctx.dataset.split("train")), split_labels(ctx.dataset.split("test")))
+    return labeled_or_error(
+        evaluator, split_labels(ctx.dataset.split("train")), split_labels(ctx.dataset.split("test"))
+    )
 
 
 class Linear(sslx.Evaluator):
@@ -151,12 +177,17 @@ def stage_dims(encoder: sslx.Encoder, max_dim: int, image_size: tuple[int, int] 
 
 
 class LayersParams(ProbeParams):
-    max_dim: int = Field(2048, ge=1, description="Each stage's feature map is average-pooled to the largest s x s "
-                         "grid with channels*s*s <= max_dim (s >= 1, at most the map's size), then flattened.")
+    max_dim: int = Field(
+        2048,
+        ge=1,
+        description="Each stage's feature map is average-pooled to the largest s x s "
+        "grid with channels*s*s <= max_dim (s >= 1, at most the map's size), then flattened.",
+    )
 
 
-def plot_layers(path: Path, encoder_name: str, stages: Sequence[str], top1: Sequence[float],
-                dims: Sequence[int]) -> None:
+def plot_layers(
+    path: Path, encoder_name: str, stages: Sequence[str], top1: Sequence[float], dims: Sequence[int]
+) -> None:
     """Write the per-stage accuracies as a PNG line plot (Agg, no global state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -211,8 +242,10 @@ class LinearLayers(sslx.Evaluator):
             maps = enc.forward_stages(x)
             missing = [s for s in stages if s not in maps]
             if missing:
-                raise sslx.UserError(f"encoder {enc.name!r}: forward_stages returned no map for its stages {missing} "
-                                     f"(it returned {sorted(maps)}), so evaluator 'linear_layers' cannot probe them.")
+                raise sslx.UserError(
+                    f"encoder {enc.name!r}: forward_stages returned no map for its stages {missing} "
+                    f"(it returned {sorted(maps)}), so evaluator 'linear_layers' cannot probe them."
+                )
             return pool_stages(maps, stages, max_dim)
 
         key = ("linear_layers", max_dim)

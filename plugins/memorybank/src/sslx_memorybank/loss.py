@@ -19,7 +19,9 @@ def _check(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
         )
 
 
-def bank_softmax(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, temperature: float) -> torch.Tensor:
+def bank_softmax(
+    query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """The non-parametric softmax of instance discrimination (Wu et al., 2018,
     arXiv:1805.01978, eq. 2), with the denominator's sum over all bank rows
     replaced by the positive and ``K`` sampled rows (cross-entropy over
@@ -123,7 +125,9 @@ def npid_nce(
     """
     _check(query, positive, negatives, temperature)
     if dataset_size < 1 or negatives.shape[0] < 1:
-        raise ValueError(f"NCE needs dataset_size >= 1 and K >= 1 noise rows, got {dataset_size} and {negatives.shape[0]}")
+        raise ValueError(
+            f"NCE needs dataset_size >= 1 and K >= 1 noise rows, got {dataset_size} and {negatives.shape[0]}"
+        )
     with torch.autocast(query.device.type, enabled=False):
         dtype = torch.promote_types(query.dtype, torch.float32)
         q = F.normalize(query.to(dtype), dim=1)

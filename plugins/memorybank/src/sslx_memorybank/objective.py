@@ -24,15 +24,33 @@ class NPIDParams(sslx.Params):
         "batch); softmax: cross-entropy over the positive and the sampled rows (no Z to estimate; the form PIRL and "
         "CMC use, at least as good in practice).",
     )
-    embedding_dim: int = Field(128, ge=1, description="Size of the L2-normalised embedding (a linear projection of "
-                                                      "the encoder's features) and of the bank rows (128 in the paper).")
-    num_negatives: int = Field(4096, ge=1, description="Bank rows sampled uniformly (with replacement) per batch as "
-                                                       "negatives, shared by the batch (4096 in the paper; a few "
-                                                       "thousand suits small datasets).")
-    temperature: float = Field(0.07, gt=0, le=10, description="Temperature tau of the non-parametric softmax (0.07 in "
-                                                              "the paper; much higher values learn little).")
-    bank_momentum: float = Field(0.5, ge=0, lt=1, description="Weight of the old bank entry when it is updated with "
-                                                              "the new embedding (0.5 in the paper; 0 replaces it).")
+    embedding_dim: int = Field(
+        128,
+        ge=1,
+        description="Size of the L2-normalised embedding (a linear projection of "
+        "the encoder's features) and of the bank rows (128 in the paper).",
+    )
+    num_negatives: int = Field(
+        4096,
+        ge=1,
+        description="Bank rows sampled uniformly (with replacement) per batch as "
+        "negatives, shared by the batch (4096 in the paper; a few "
+        "thousand suits small datasets).",
+    )
+    temperature: float = Field(
+        0.07,
+        gt=0,
+        le=10,
+        description="Temperature tau of the non-parametric softmax (0.07 in "
+        "the paper; much higher values learn little).",
+    )
+    bank_momentum: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="Weight of the old bank entry when it is updated with "
+        "the new embedding (0.5 in the paper; 0 replaces it).",
+    )
 
 
 class NPID(sslx.Objective):

@@ -16,18 +16,39 @@ from sslx_moco.loss import moco_infonce
 
 class MoCoParams(sslx.Params):
     temperature: float = Field(0.2, gt=0, le=10, description="Softmax temperature (0.2 in MoCo v2).")
-    queue_size: int = Field(65536, ge=1, description="Negative keys kept in the queue (65536 on ImageNet; a few thousand suits small datasets).")
+    queue_size: int = Field(
+        65536,
+        ge=1,
+        description="Negative keys kept in the queue (65536 on ImageNet; a few thousand suits small datasets).",
+    )
     momentum: float = Field(0.99, ge=0, le=1, description="EMA momentum of the key encoder at the start of training.")
-    momentum_end: float = Field(1.0, ge=0, le=1, description="Momentum at the end of training (the cosine schedule rises from momentum to this).")
-    momentum_schedule: Literal["cosine", "constant"] = Field("cosine", description="cosine: momentum rises to momentum_end (BYOL/MoCo v3); constant: stays at momentum (MoCo v2 used 0.999).")
-    proj_hidden_dim: int | None = Field(None, ge=1, description="Hidden width of the projection MLP (null: the encoder's output size).")
-    proj_dim: int = Field(128, ge=1, description="Output size of the projection MLP; the queue holds vectors of this size.")
-    symmetric: bool = Field(False, description="Also use view 2 as query and view 1 as key, averaging the two losses (costs a second key pass).")
+    momentum_end: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Momentum at the end of training (the cosine schedule rises from momentum to this).",
+    )
+    momentum_schedule: Literal["cosine", "constant"] = Field(
+        "cosine",
+        description="cosine: momentum rises to momentum_end (BYOL/MoCo v3); constant: stays at momentum (MoCo v2 used 0.999).",
+    )
+    proj_hidden_dim: int | None = Field(
+        None, ge=1, description="Hidden width of the projection MLP (null: the encoder's output size)."
+    )
+    proj_dim: int = Field(
+        128, ge=1, description="Output size of the projection MLP; the queue holds vectors of this size."
+    )
+    symmetric: bool = Field(
+        False,
+        description="Also use view 2 as query and view 1 as key, averaging the two losses (costs a second key pass).",
+    )
 
     @model_validator(mode="after")
     def _momentum_order(self) -> MoCoParams:
         if self.momentum_schedule == "cosine" and self.momentum_end < self.momentum:
-            raise ValueError(f"momentum_end ({self.momentum_end}) must be >= momentum ({self.momentum}) for the cosine schedule")
+            raise ValueError(
+                f"momentum_end ({self.momentum_end}) must be >= momentum ({self.momentum}) for the cosine schedule"
+            )
         return self
 
 

@@ -108,12 +108,17 @@ def ensure_omniboard(folder: Path, say: Callable[[str], None] = print) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     say(f"Installing omniboard@{OMNIBOARD_VERSION} into {folder} (first use; this takes a minute or two)...")
     try:
-        proc = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(folder),
-                               f"omniboard@{OMNIBOARD_VERSION}"], capture_output=True, text=True,
-                              timeout=INSTALL_TIMEOUT_S)
+        proc = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(folder), f"omniboard@{OMNIBOARD_VERSION}"],
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
-        raise UserError(f"`npm install omniboard@{OMNIBOARD_VERSION}` into {folder} took over "
-                        f"{INSTALL_TIMEOUT_S:.0f} s; check the network and npm's registry, then retry.") from None
+        raise UserError(
+            f"`npm install omniboard@{OMNIBOARD_VERSION}` into {folder} took over "
+            f"{INSTALL_TIMEOUT_S:.0f} s; check the network and npm's registry, then retry."
+        ) from None
     if proc.returncode != 0 or not script.exists():
         raise UserError(
             f"`npm install --prefix {folder} omniboard@{OMNIBOARD_VERSION}` failed (exit {proc.returncode}); "
@@ -130,8 +135,10 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); give a free port "
-                            f"(e.g. --port {port + 1}) or an address of this machine.") from None
+            raise UserError(
+                f"--host {host} --port {port}: cannot listen there ({exc.strerror}); give a free port "
+                f"(e.g. --port {port + 1}) or an address of this machine."
+            ) from None
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
@@ -224,25 +231,39 @@ class BoardProcess:
         self.stop()
 
 
-def start_board(target: MongoTarget, port: int = DEFAULT_PORT, folder: Path | None = None, host: str = LOOPBACK,
-                say: Callable[[str], None] = print, timeout: float = START_TIMEOUT_S) -> BoardProcess:
+def start_board(
+    target: MongoTarget,
+    port: int = DEFAULT_PORT,
+    folder: Path | None = None,
+    host: str = LOOPBACK,
+    say: Callable[[str], None] = print,
+    timeout: float = START_TIMEOUT_S,
+) -> BoardProcess:
     """Start Omniboard on ``host``:``port`` over ``target``'s database
     (installing it into ``folder`` first if needed) and return once its API
     answers."""
     script = ensure_omniboard(folder or default_folder(), say)
     node = shutil.which("node")
     if node is None:
-        raise UserError("sslx board runs Omniboard with Node.js, and `node` is not on PATH: install Node.js "
-                        "(e.g. `apt-get install nodejs`).")
+        raise UserError(
+            "sslx board runs Omniboard with Node.js, and `node` is not on PATH: install Node.js "
+            "(e.g. `apt-get install nodejs`)."
+        )
     _check_port_free(host, port)
     fd, log_name = tempfile.mkstemp(prefix="sslx-omniboard-", suffix=".log")
     with os.fdopen(fd, "wb") as log:
         # Omniboard takes its port only from PORT, and the URL from MONGO_URI when no --mu is given.
         env = {k: v for k, v in os.environ.items() if k != "OMNIBOARD_CONFIG"}
         env.update(PORT=str(port), MONGO_URI=url_with_db(target), SSLX_BOARD_HOST=host, SSLX_BOARD_PORT=str(port))
-        proc = subprocess.Popen([node, "--require", str(PRELOAD), str(script)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                                preexec_fn=_die_with_parent(os.getpid()))
+        proc = subprocess.Popen(
+            [node, "--require", str(PRELOAD), str(script)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
     board = BoardProcess(target, host, port, proc, Path(log_name))
     try:
         board.wait_ready(timeout)

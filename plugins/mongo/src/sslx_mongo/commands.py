@@ -14,12 +14,16 @@ import click
 from sslx.errors import UserError
 
 URL_OPTION: dict[str, Any] = {
-    "metavar": "URL", "envvar": "SSLX_MONGO_URL",
+    "metavar": "URL",
+    "envvar": "SSLX_MONGO_URL",
     "help": "The MongoDB server runs are recorded to, e.g. for Omniboard: mongodb://[USER:PASSWORD@]HOST:PORT; or set "
-            "SSLX_MONGO_URL to keep a password off the command line. Its password is never recorded or printed."}
+    "SSLX_MONGO_URL to keep a password off the command line. Its password is never recorded or printed.",
+}
 DB_OPTION: dict[str, Any] = {
-    "metavar": "NAME", "envvar": "SSLX_MONGO_DB",
-    "help": "The MongoDB database (default: the URL's, else 'sacred'); or set SSLX_MONGO_DB."}
+    "metavar": "NAME",
+    "envvar": "SSLX_MONGO_DB",
+    "help": "The MongoDB database (default: the URL's, else 'sacred'); or set SSLX_MONGO_DB.",
+}
 
 
 def mongo_params() -> list[click.Option]:
@@ -43,8 +47,10 @@ def _target(mongo_url: str | None, mongo_db: str | None, command: str) -> Any:
 
     target = MongoTarget.from_options(mongo_url, mongo_db)
     if target is None:
-        raise UserError(f"sslx {command} needs the database: give --mongo mongodb://HOST:PORT or set SSLX_MONGO_URL "
-                        "(the server your runs were recorded to with `sslx run --mongo`).")
+        raise UserError(
+            f"sslx {command} needs the database: give --mongo mongodb://HOST:PORT or set SSLX_MONGO_URL "
+            "(the server your runs were recorded to with `sslx run --mongo`)."
+        )
     return target
 
 
@@ -62,14 +68,24 @@ def sync(run_dirs: tuple[Path, ...], mongo_url: str | None, mongo_db: str | None
     target = _target(mongo_url, mongo_db, "sync")
     for result in sync_runs(list(run_dirs), target):
         verb = "created" if result.created else "updated"
-        click.echo(f"{result.run_dir} -> {target.where} run {result.run_id} {verb}: {result.status}, "
-                   f"{result.metrics} metric series and {result.artifacts} artifacts written")
+        click.echo(
+            f"{result.run_dir} -> {target.where} run {result.run_id} {verb}: {result.status}, "
+            f"{result.metrics} metric series and {result.artifacts} artifacts written"
+        )
         for name in result.gone:
-            click.secho(f"sslx: warning: {result.run_dir}: artifact {name} is listed in run.json but its file is "
-                        "gone; it was not uploaded.", err=True, fg="yellow")
+            click.secho(
+                f"sslx: warning: {result.run_dir}: artifact {name} is listed in run.json but its file is "
+                "gone; it was not uploaded.",
+                err=True,
+                fg="yellow",
+            )
         if result.missing:
-            click.secho(f"sslx: warning: {result.run_dir}: read back after the sync, the database still lacks "
-                        f"{'; '.join(result.missing)}. Run `sslx sync` again.", err=True, fg="yellow")
+            click.secho(
+                f"sslx: warning: {result.run_dir}: read back after the sync, the database still lacks "
+                f"{'; '.join(result.missing)}. Run `sslx sync` again.",
+                err=True,
+                fg="yellow",
+            )
 
 
 def _stop_on_signals() -> None:
@@ -85,16 +101,26 @@ def _stop_on_signals() -> None:
 
 @click.command("board")
 @mongo_options
-@click.option("--port", type=click.IntRange(1, 65535), default=9000, show_default=True,
-              help="The port Omniboard serves on.")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="The address Omniboard listens on. Omniboard has no authentication and a Delete button: anyone "
-                   "who reaches it can read and delete your runs. Keep the loopback address and reach it from "
-                   "elsewhere through an SSH tunnel (ssh -L 9000:127.0.0.1:9000 HOST), or put a reverse proxy with "
-                   "authentication in front; give 0.0.0.0 only on a network you trust.")
-@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
-              help="Where Omniboard is (or is installed on first use); default $XDG_CACHE_HOME/sslx/omniboard, "
-                   "else ~/.cache/sslx/omniboard.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=9000, show_default=True, help="The port Omniboard serves on."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address Omniboard listens on. Omniboard has no authentication and a Delete button: anyone "
+    "who reaches it can read and delete your runs. Keep the loopback address and reach it from "
+    "elsewhere through an SSH tunnel (ssh -L 9000:127.0.0.1:9000 HOST), or put a reverse proxy with "
+    "authentication in front; give 0.0.0.0 only on a network you trust.",
+)
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where Omniboard is (or is installed on first use); default $XDG_CACHE_HOME/sslx/omniboard, "
+    "else ~/.cache/sslx/omniboard.",
+)
 def board(mongo_url: str | None, mongo_db: str | None, port: int, host: str, folder: Path | None) -> None:
     """Show the runs in MongoDB with Omniboard, Sacred's web dashboard,
     until Ctrl-C (or SIGTERM, SIGHUP). Omniboard (a Node.js program) is

@@ -39,7 +39,7 @@ def points(n: int) -> str:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
 def _point(step: Any, value: Any) -> tuple[Any, Any]:

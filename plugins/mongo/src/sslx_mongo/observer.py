@@ -95,9 +95,13 @@ class SafeMongoObserver(MongoObserver):
         """Stop using the database for this run and say so, once."""
         after = f" after step {self._last_step}" if self._last_step is not None else " before any metric"
         self.lost = f"lost at {now()}{after}: {self.target.describe_error(exc)}"
-        print(f"sslx: warning: {self.target.where}: {self.target.describe_error(exc)}. The run continues and is "
-              f"recorded in the file store only; complete the database afterwards with: "
-              f"{self.target.sync_command(self.run_dir or 'RUN_DIR')}", file=sys.stderr, flush=True)
+        print(
+            f"sslx: warning: {self.target.where}: {self.target.describe_error(exc)}. The run continues and is "
+            f"recorded in the file store only; complete the database afterwards with: "
+            f"{self.target.sync_command(self.run_dir or 'RUN_DIR')}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def finish(self) -> RecorderReport:
         """Read the run back and report whether the database holds all of it
@@ -122,8 +126,10 @@ class SafeMongoObserver(MongoObserver):
         what = f"missing {'; '.join(missing)}"
         status = f"{self.lost}; {what}" if self.lost else f"incomplete: {what}"
         note = {"url": target.shown, "db": target.db, "status": status, "run_id": self.run_id}
-        message = (f"NOT fully recorded to {target.where}{at}: {status}. The file store has the whole run; "
-                   f"complete the database with: {target.sync_command(self.run_dir or 'RUN_DIR')}")
+        message = (
+            f"NOT fully recorded to {target.where}{at}: {status}. The file store has the whole run; "
+            f"complete the database with: {target.sync_command(self.run_dir or 'RUN_DIR')}"
+        )
         return RecorderReport(INFO_KEY, note, message, complete=False)
 
     # -- Sacred events, each guarded -------------------------------------------------------------

@@ -23,7 +23,7 @@ from bson.errors import BSONError
 
 from sslx.errors import UserError
 from sslx.records import RunFolder, find_runs
-from sslx_mongo.database import DB_ERRORS, SacredDatabase, missing_points, missing_parts, now
+from sslx_mongo.database import DB_ERRORS, SacredDatabase, missing_parts, missing_points, now
 from sslx_mongo.target import INFO_KEY, MongoTarget, redact_text
 
 with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources, deprecated by setuptools
@@ -66,12 +66,19 @@ def _entry(folder: RunFolder, target: MongoTarget) -> dict[str, Any]:
     run = folder.run
     entry = {
         "experiment": {**run["experiment"], "sources": []},  # sslx records plugin versions, not source files
-        "format": MongoObserver.VERSION, "command": run.get("command"), "host": run.get("host", {}),
-        "start_time": _time(run.get("start_time")), "config": folder.config, "meta": run.get("meta", {}),
-        "status": run.get("status"), "resources": _resources(folder.path.parent, run.get("resources", [])),
-        "artifacts": [], "captured_out": redact_text(folder.cout, target.url),
+        "format": MongoObserver.VERSION,
+        "command": run.get("command"),
+        "host": run.get("host", {}),
+        "start_time": _time(run.get("start_time")),
+        "config": folder.config,
+        "meta": run.get("meta", {}),
+        "status": run.get("status"),
+        "resources": _resources(folder.path.parent, run.get("resources", [])),
+        "artifacts": [],
+        "captured_out": redact_text(folder.cout, target.url),
         "info": {k: v for k, v in folder.info.items() if k != INFO_KEY},
-        "heartbeat": _time(run.get("heartbeat")), "result": run.get("result"),
+        "heartbeat": _time(run.get("heartbeat")),
+        "result": run.get("result"),
     }
     if run.get("stop_time"):
         entry["stop_time"] = _time(run["stop_time"])
@@ -89,9 +96,13 @@ def _put_metrics(db: SacredDatabase, run_id: int, metrics: dict[str, Any]) -> tu
     for name, series in metrics.items():
         docs = stored.get(name, [])
         if len(docs) != 1 or missing_points(name, series, docs):
-            doc = {"run_id": run_id, "name": name, "steps": series.get("steps", []),
-                   "values": series.get("values", []),
-                   "timestamps": [_time(t) for t in series.get("timestamps", [])]}
+            doc = {
+                "run_id": run_id,
+                "name": name,
+                "steps": series.get("steps", []),
+                "values": series.get("values", []),
+                "timestamps": [_time(t) for t in series.get("timestamps", [])],
+            }
             if len(docs) > 1:
                 db.metrics.delete_many({"_id": {"$in": [d["_id"] for d in docs[1:]]}})
             if docs:
@@ -107,8 +118,9 @@ def _put_metrics(db: SacredDatabase, run_id: int, metrics: dict[str, Any]) -> tu
     return refs, written
 
 
-def _put_artifacts(db: SacredDatabase, run_id: int, folder: RunFolder,
-                   current: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int, list[str]]:
+def _put_artifacts(
+    db: SacredDatabase, run_id: int, folder: RunFolder, current: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int, list[str]]:
     """Each artifact file whole in GridFS as ``artifact://runs/<id>/<name>``
     (one already whole there is kept, partial or stale copies are removed);
     returns the artifacts list, how many were uploaded, and the names whose
@@ -169,8 +181,9 @@ def sync_runs(paths: list[Path], target: MongoTarget) -> list[SyncResult]:
     folders = find_runs(paths)
     for folder in folders:
         if not folder.run.get("experiment"):
-            raise UserError(f"{folder.path}: its run.json is not a Sacred run record; this run folder cannot be "
-                            "synced.")
+            raise UserError(
+                f"{folder.path}: its run.json is not a Sacred run record; this run folder cannot be synced."
+            )
     results: list[SyncResult] = []
     for folder in folders:
         try:

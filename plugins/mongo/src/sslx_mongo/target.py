@@ -114,8 +114,7 @@ class MongoTarget:
         text = redact_text(f"{type(exc).__name__}: {exc}", self.url).splitlines()[0]
         text = re.split(r" \(configured timeouts|, Timeout: |, full error: ", text)[0][:300]  # pymongo's details
         if is_auth_failure(exc):
-            return (f"authentication failed ({text}): check the user name and password in the URL and its "
-                    "authSource")
+            return f"authentication failed ({text}): check the user name and password in the URL and its authSource"
         if isinstance(exc, ConnectionFailure):
             return f"unreachable ({text})"
         return text

@@ -93,18 +93,40 @@ def _transform(layout: np.ndarray, grid: int, rng: np.random.Generator) -> np.nd
 
 
 class PatchesParams(sslx.Params):
-    grid: int = Field(4, ge=2, le=16, description="Cells per side of the grid of patch positions; patches are spread "
-                                                  "evenly over the image and overlap when grid * patch_size exceeds "
-                                                  "its side.")
-    patch_size: int = Field(14, ge=1, description="Side of the square patches in pixels, before the augmentation "
-                                                  "resizes them to its view size (augmentation.size).")
-    near: int = Field(1, ge=1, description="Largest grid distance (Chebyshev, in cells) between the two patches of a "
-                                           "positive pair; the positive is drawn uniformly among the cells at "
-                                           "distance 1..near from the anchor.")
-    far: int = Field(2, ge=2, description="Smallest grid distance between any two patches of different samples of "
-                                          "the same image (they are each other's negatives); must exceed near.")
-    pairs: int = Field(2, ge=1, le=32, description="Samples (anchor and positive) drawn per image: the sampler's "
-                                                   "group size; trainer.batch_size must be a multiple of it.")
+    grid: int = Field(
+        4,
+        ge=2,
+        le=16,
+        description="Cells per side of the grid of patch positions; patches are spread "
+        "evenly over the image and overlap when grid * patch_size exceeds "
+        "its side.",
+    )
+    patch_size: int = Field(
+        14,
+        ge=1,
+        description="Side of the square patches in pixels, before the augmentation "
+        "resizes them to its view size (augmentation.size).",
+    )
+    near: int = Field(
+        1,
+        ge=1,
+        description="Largest grid distance (Chebyshev, in cells) between the two patches of a "
+        "positive pair; the positive is drawn uniformly among the cells at "
+        "distance 1..near from the anchor.",
+    )
+    far: int = Field(
+        2,
+        ge=2,
+        description="Smallest grid distance between any two patches of different samples of "
+        "the same image (they are each other's negatives); must exceed near.",
+    )
+    pairs: int = Field(
+        2,
+        ge=1,
+        le=32,
+        description="Samples (anchor and positive) drawn per image: the sampler's "
+        "group size; trainer.batch_size must be a multiple of it.",
+    )
 
     @model_validator(mode="after")
     def _placeable(self) -> PatchesParams:

@@ -5,7 +5,6 @@ its jigsaw embedding, against the same sampled negatives."""
 from __future__ import annotations
 
 import torch
-
 from sslx_memorybank.loss import bank_softmax, npid_nce
 
 

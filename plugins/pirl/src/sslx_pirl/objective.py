@@ -9,12 +9,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from sslx_memorybank.loss import nce_log_z
 from torch import nn
 
 import sslx
 from sslx import distributed
 from sslx.modules import MemoryBank
-from sslx_memorybank.loss import nce_log_z
 from sslx_pirl.loss import pirl_loss
 
 
@@ -25,19 +25,40 @@ class PIRLParams(sslx.Params):
         "estimate); nce: NPID's noise-contrastive estimation with uniform noise, the Z of each branch estimated "
         "once from the first batch.",
     )
-    embedding_dim: int = Field(128, ge=1, description="Size of the L2-normalised embeddings f (image) and g (jigsaw), "
-                                                      "of each tile's projection, and of the bank rows (128 in PIRL).")
-    num_negatives: int = Field(4096, ge=1, description="Bank rows sampled uniformly (with replacement) per batch as "
-                                                       "negatives, shared by both branches and the whole batch (32000 "
-                                                       "in PIRL on ImageNet; a few thousand suits small datasets).")
+    embedding_dim: int = Field(
+        128,
+        ge=1,
+        description="Size of the L2-normalised embeddings f (image) and g (jigsaw), "
+        "of each tile's projection, and of the bank rows (128 in PIRL).",
+    )
+    num_negatives: int = Field(
+        4096,
+        ge=1,
+        description="Bank rows sampled uniformly (with replacement) per batch as "
+        "negatives, shared by both branches and the whole batch (32000 "
+        "in PIRL on ImageNet; a few thousand suits small datasets).",
+    )
     temperature: float = Field(0.07, gt=0, le=10, description="Temperature tau of the similarities (0.07 in PIRL).")
-    jigsaw_weight: float = Field(0.5, ge=0, le=1, description="lambda of eq. 5: weight of the jigsaw term; the image "
-                                                              "term gets 1 - lambda (0.5 in PIRL).")
-    bank_momentum: float = Field(0.5, ge=0, lt=1, description="Weight of the old bank entry when it is updated with "
-                                                              "the image embedding f after each step (0.5 in PIRL; 0 "
-                                                              "replaces it).")
-    grid: int = Field(3, ge=2, le=8, description="Tiles per side of the jigsaw view (3, nine tiles, in PIRL); must "
-                                                 "equal augmentation.grid.")
+    jigsaw_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="lambda of eq. 5: weight of the jigsaw term; the image term gets 1 - lambda (0.5 in PIRL).",
+    )
+    bank_momentum: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="Weight of the old bank entry when it is updated with "
+        "the image embedding f after each step (0.5 in PIRL; 0 "
+        "replaces it).",
+    )
+    grid: int = Field(
+        3,
+        ge=2,
+        le=8,
+        description="Tiles per side of the jigsaw view (3, nine tiles, in PIRL); must equal augmentation.grid.",
+    )
 
 
 class PIRL(sslx.Objective):
@@ -77,7 +98,7 @@ class PIRL(sslx.Objective):
                 f"tile), but got shapes {tuple(image.shape)} and {tuple(jigsaw.shape)}: use augmentation 'pirl' "
                 f"(with sampler.views 2), which makes these two views."
             )
-        tiles = self.params.grid ** 2
+        tiles = self.params.grid**2
         if jigsaw.shape[1] != tiles:
             raise sslx.UserError(
                 f"objective 'pirl' has grid {self.params.grid} and so expects {tiles} tiles per jigsaw view, but the "

@@ -47,9 +47,13 @@ def pair_up(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 class RelativePositionParams(sslx.Params):
-    hidden_dim: int = Field(512, ge=1, description="Hidden width of the MLP head (Linear, BatchNorm, ReLU, Linear to "
-                                                   "8 logits) on the concatenated features of the centre tile and a "
-                                                   "neighbour (fc7 and fc8 in the paper, 4096 wide).")
+    hidden_dim: int = Field(
+        512,
+        ge=1,
+        description="Hidden width of the MLP head (Linear, BatchNorm, ReLU, Linear to "
+        "8 logits) on the concatenated features of the centre tile and a "
+        "neighbour (fc7 and fc8 in the paper, 4096 wide).",
+    )
 
 
 class RelativePosition(sslx.Objective):

@@ -82,13 +82,20 @@ def rotated_inputs(x: torch.Tensor, all_rotations: bool) -> tuple[torch.Tensor, 
 
 
 class RotationParams(sslx.Params):
-    all_rotations: bool = Field(True, description="Feed all four rotations of every image (4 x batch_size images per "
-                                                  "step, as RotNet does); false: one rotation per image, drawn "
-                                                  "uniformly with the global torch RNG.")
-    hidden_dim: int = Field(256, ge=0, description="Hidden width of the rotation head on the encoder's features: "
-                                                   "Linear, BatchNorm, ReLU, Linear to 4 logits; 0: a single linear "
-                                                   "layer. (RotNet classifies with the upper layers of the network "
-                                                   "itself; with a separate head those stay in the encoder.)")
+    all_rotations: bool = Field(
+        True,
+        description="Feed all four rotations of every image (4 x batch_size images per "
+        "step, as RotNet does); false: one rotation per image, drawn "
+        "uniformly with the global torch RNG.",
+    )
+    hidden_dim: int = Field(
+        256,
+        ge=0,
+        description="Hidden width of the rotation head on the encoder's features: "
+        "Linear, BatchNorm, ReLU, Linear to 4 logits; 0: a single linear "
+        "layer. (RotNet classifies with the upper layers of the network "
+        "itself; with a separate head those stay in the encoder.)",
+    )
 
 
 class Rotation(sslx.Objective):
@@ -106,11 +113,15 @@ class Rotation(sslx.Objective):
 
     def __init__(self, params: RotationParams, encoder: sslx.Encoder, info: sslx.TrainInfo):
         super().__init__(params, encoder, info)
-        self.require_views(1, " (an image, rotated inside the objective)", " and use an ordinary augmentation such "
-                                                                           "as 'mocov2'")
+        self.require_views(
+            1, " (an image, rotated inside the objective)", " and use an ordinary augmentation such as 'mocov2'"
+        )
         d = encoder.out_dim
-        self.head = (nn.Linear(d, NUM_ROTATIONS) if params.hidden_dim == 0
-                     else projection_mlp(d, params.hidden_dim, NUM_ROTATIONS))
+        self.head = (
+            nn.Linear(d, NUM_ROTATIONS)
+            if params.hidden_dim == 0
+            else projection_mlp(d, params.hidden_dim, NUM_ROTATIONS)
+        )
 
     def _images(self, batch: sslx.Batch) -> torch.Tensor:
         x = batch.views[0]

@@ -19,11 +19,20 @@ class SimCLR(sslx.Objective):
     name = "simclr"
 
     class Params(sslx.Params):
-        temperature: float = Field(0.5, gt=0, le=10, description="Softmax temperature (0.5 in the paper's CIFAR runs, 0.1 on ImageNet with large batches).")
-        proj_hidden_dim: int | None = Field(None, ge=1, description="Hidden width of the projection MLP (null: the encoder's output size).")
+        temperature: float = Field(
+            0.5,
+            gt=0,
+            le=10,
+            description="Softmax temperature (0.5 in the paper's CIFAR runs, 0.1 on ImageNet with large batches).",
+        )
+        proj_hidden_dim: int | None = Field(
+            None, ge=1, description="Hidden width of the projection MLP (null: the encoder's output size)."
+        )
         proj_dim: int = Field(128, ge=1, description="Output size of the projection MLP (where the loss is computed).")
         proj_layers: int = Field(2, ge=1, le=4, description="Linear layers in the projection MLP.")
-        gather_distributed: bool = Field(True, description="Take negatives from every process's batch under DDP (no effect in one process).")
+        gather_distributed: bool = Field(
+            True, description="Take negatives from every process's batch under DDP (no effect in one process)."
+        )
 
     def __init__(self, params: Params, encoder: sslx.Encoder, info: sslx.TrainInfo):
         super().__init__(params, encoder, info)

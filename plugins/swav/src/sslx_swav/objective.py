@@ -15,27 +15,57 @@ from sslx_swav.loss import sinkhorn, swapped_prediction
 
 
 class SwAVParams(sslx.Params):
-    temperature: float = Field(0.1, gt=0, le=10, description="Softmax temperature of the swapped prediction (0.1 in the paper).")
-    epsilon: float = Field(0.05, ge=0.01, le=1, description="Entropy regularisation of Sinkhorn-Knopp: smaller gives sharper "
-                                                            "codes (0.05 in the paper; 0.03 in some of its runs). At "
-                                                            "least 0.01: below, exp(scores/epsilon) spans more than "
-                                                            "float32 holds.")
-    sinkhorn_iterations: int = Field(3, ge=1, le=100, description="Sinkhorn-Knopp iterations per batch (3 in the paper).")
-    num_prototypes: int = Field(3000, ge=2, description="Number of prototypes K (3000 on ImageNet; a few times the number "
-                                                        "of classes suits small datasets, e.g. 30 to 100 for 10 classes).")
-    proj_hidden_dim: int | None = Field(None, ge=1, description="Hidden width of the projection MLP (null: the encoder's output "
-                                                                "size; 2048 in the paper).")
-    proj_dim: int = Field(128, ge=1, description="Output size of the projection MLP, i.e. of the prototypes (128 in the paper).")
-    freeze_prototypes_steps: int = Field(313, ge=0, description="The prototypes get no gradient during the first this many "
-                                                                "optimizer steps (313, one ImageNet epoch at batch 4096, in "
-                                                                "the paper's code; about one epoch is a good choice).")
-    queue_length: int = Field(0, ge=0, description="Past projections kept per code view and added to the Sinkhorn batch, so "
-                                                   "small batches still spread over all prototypes (0: no queue; the "
-                                                   "paper uses 3840 with batches of 256). Useful when the batch is "
-                                                   "small next to num_prototypes.")
-    queue_start_step: int = Field(0, ge=0, description="Optimizer step from which the queue is used (the paper starts it "
-                                                       "at epoch 15 of 200, once the network has moved away from its "
-                                                       "random start); it is filled from the start.")
+    temperature: float = Field(
+        0.1, gt=0, le=10, description="Softmax temperature of the swapped prediction (0.1 in the paper)."
+    )
+    epsilon: float = Field(
+        0.05,
+        ge=0.01,
+        le=1,
+        description="Entropy regularisation of Sinkhorn-Knopp: smaller gives sharper "
+        "codes (0.05 in the paper; 0.03 in some of its runs). At "
+        "least 0.01: below, exp(scores/epsilon) spans more than "
+        "float32 holds.",
+    )
+    sinkhorn_iterations: int = Field(
+        3, ge=1, le=100, description="Sinkhorn-Knopp iterations per batch (3 in the paper)."
+    )
+    num_prototypes: int = Field(
+        3000,
+        ge=2,
+        description="Number of prototypes K (3000 on ImageNet; a few times the number "
+        "of classes suits small datasets, e.g. 30 to 100 for 10 classes).",
+    )
+    proj_hidden_dim: int | None = Field(
+        None,
+        ge=1,
+        description="Hidden width of the projection MLP (null: the encoder's output size; 2048 in the paper).",
+    )
+    proj_dim: int = Field(
+        128, ge=1, description="Output size of the projection MLP, i.e. of the prototypes (128 in the paper)."
+    )
+    freeze_prototypes_steps: int = Field(
+        313,
+        ge=0,
+        description="The prototypes get no gradient during the first this many "
+        "optimizer steps (313, one ImageNet epoch at batch 4096, in "
+        "the paper's code; about one epoch is a good choice).",
+    )
+    queue_length: int = Field(
+        0,
+        ge=0,
+        description="Past projections kept per code view and added to the Sinkhorn batch, so "
+        "small batches still spread over all prototypes (0: no queue; the "
+        "paper uses 3840 with batches of 256). Useful when the batch is "
+        "small next to num_prototypes.",
+    )
+    queue_start_step: int = Field(
+        0,
+        ge=0,
+        description="Optimizer step from which the queue is used (the paper starts it "
+        "at epoch 15 of 200, once the network has moved away from its "
+        "random start); it is filled from the start.",
+    )
 
 
 class SwAV(sslx.Objective):
@@ -73,7 +103,9 @@ class SwAV(sslx.Objective):
         # and read. All are filled together: rows [0, queue_filled) of each hold
         # real projections (the ring starts at row 0), the rest their random start.
         self.queues = nn.ModuleList(
-            [FeatureQueue(params.queue_length, params.proj_dim) for _ in range(info.num_views)] if params.queue_length else []
+            [FeatureQueue(params.queue_length, params.proj_dim) for _ in range(info.num_views)]
+            if params.queue_length
+            else []
         )
         self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
         # optimizer steps done, for the prototype freeze and the queue start (in the checkpoint, so a resumed run knows)
@@ -133,7 +165,9 @@ class SwAV(sslx.Objective):
         code_views = [v for v, x in enumerate(views) if x.shape[-2:] == views[0].shape[-2:]]
         if len(code_views) < 2:
             sizes = ", ".join("x".join(map(str, x.shape[-2:])) for x in views)
-            raise sslx.UserError(self._too_few_views_message(f"the batch has {len(code_views)} view of that size (sizes: {sizes})"))
+            raise sslx.UserError(
+                self._too_few_views_message(f"the batch has {len(code_views)} view of that size (sizes: {sizes})")
+            )
         self._normalize_prototypes()
 
         z = F.normalize(self.projector(self._encode(views)), dim=1)  # (V * B, proj_dim), unit rows
@@ -144,7 +178,9 @@ class SwAV(sslx.Objective):
 
         use_queue = self.queue_active
         codes = [
-            self._codes(scores[v].detach(), self.queues[v] if use_queue else None, self.prototypes.weight.detach().float())
+            self._codes(
+                scores[v].detach(), self.queues[v] if use_queue else None, self.prototypes.weight.detach().float()
+            )
             for v in code_views
         ]
         loss = swapped_prediction(scores, codes, code_views, p.temperature)

@@ -25,14 +25,31 @@ class ReID(sslx.Evaluator):
     name = "reid"
 
     class Params(sslx.Params):
-        num_clips: int = Field(200, ge=1, description="Test clips used (a seeded choice; all when the split has fewer).")
-        gap: int = Field(8, ge=1, description="Smallest distance in frames from an object's query patch to its gallery patch.")
-        min_visible: float = Field(0.5, ge=0, le=1, description="Use only frames where this fraction of the object shows.")
-        context: float = Field(1.2, gt=0, le=4, description="Side of the square crop as a multiple of the object box's longer side.")
-        box_jitter: float = Field(0.15, ge=0, lt=1, description="Random scale and shift of each crop, as a fraction of its "
-                                  "side (0: exact ground-truth boxes).")
-        patch_size: int = Field(32, ge=4, le=1024, description="Side in pixels the crops are resized to before the "
-                                "augmentation's evaluation view (use the sampler's patch_size).")
+        num_clips: int = Field(
+            200, ge=1, description="Test clips used (a seeded choice; all when the split has fewer)."
+        )
+        gap: int = Field(
+            8, ge=1, description="Smallest distance in frames from an object's query patch to its gallery patch."
+        )
+        min_visible: float = Field(
+            0.5, ge=0, le=1, description="Use only frames where this fraction of the object shows."
+        )
+        context: float = Field(
+            1.2, gt=0, le=4, description="Side of the square crop as a multiple of the object box's longer side."
+        )
+        box_jitter: float = Field(
+            0.15,
+            ge=0,
+            lt=1,
+            description="Random scale and shift of each crop, as a fraction of its side (0: exact ground-truth boxes).",
+        )
+        patch_size: int = Field(
+            32,
+            ge=4,
+            le=1024,
+            description="Side in pixels the crops are resized to before the "
+            "augmentation's evaluation view (use the sampler's patch_size).",
+        )
 
     def evaluate(self, ctx: sslx.EvalContext) -> dict[str, float]:
         queries, gallery, ids = self.patches(ctx.dataset.split("test"), ctx.augmentation, ctx.seed)
@@ -40,8 +57,9 @@ class ReID(sslx.Evaluator):
         g = F.normalize(embed(ctx, gallery), dim=1)
         return {"reid_top1": reid_top1(q, g, ids.to(q.device)), "reid_gallery": float(len(gallery))}
 
-    def patches(self, split: sslx.ImageSplit, augmentation: sslx.Augmentation,
-                seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def patches(
+        self, split: sslx.ImageSplit, augmentation: sslx.Augmentation, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Query and gallery views ``(N, C, h, w)`` (row ``n`` of both is the
         same object) and the objects' track ids ``(N,)``, drawn with ``seed``."""
         p = self.params
@@ -67,8 +85,9 @@ class ReID(sslx.Evaluator):
             )
         return torch.stack(queries), torch.stack(gallery), torch.as_tensor(ids)
 
-    def view(self, frame: np.ndarray, box: np.ndarray, augmentation: sslx.Augmentation,
-             rng: np.random.Generator) -> torch.Tensor:
+    def view(
+        self, frame: np.ndarray, box: np.ndarray, augmentation: sslx.Augmentation, rng: np.random.Generator
+    ) -> torch.Tensor:
         """The evaluation view of the object in ``box``: its enlarged, jittered
         crop resized to ``patch_size``, through ``augmentation.eval``."""
         p = self.params

@@ -27,17 +27,43 @@ class TrackPatches(sslx.PairSampler):
     name = "tracks"
 
     class Params(sslx.Params):
-        objects: int = Field(2, ge=1, le=64, description="Distinct objects drawn from each clip (samples per item); every "
-                             "clip must have at least this many objects visible enough in two frames.")
-        max_gap: int = Field(8, ge=1, description="Largest distance in frames between the two patches of a positive pair.")
-        min_gap: int = Field(1, ge=1, description="Smallest distance in frames between the two patches of a positive pair.")
-        min_visible: float = Field(0.5, ge=0, le=1, description="Use only frames where this fraction of the object shows "
-                                   "(the rest is occluded or outside the frame).")
-        context: float = Field(1.2, gt=0, le=4, description="Side of the square crop as a multiple of the object box's "
-                               "longer side (above 1 keeps some surroundings).")
-        jitter: float = Field(0.1, ge=0, lt=1, description="Random scale and shift of each crop, as a fraction of its side.")
-        patch_size: int = Field(32, ge=4, le=1024, description="Side in pixels of the square patch handed to the "
-                                "augmentation; set augmentation.size to the views' side.")
+        objects: int = Field(
+            2,
+            ge=1,
+            le=64,
+            description="Distinct objects drawn from each clip (samples per item); every "
+            "clip must have at least this many objects visible enough in two frames.",
+        )
+        max_gap: int = Field(
+            8, ge=1, description="Largest distance in frames between the two patches of a positive pair."
+        )
+        min_gap: int = Field(
+            1, ge=1, description="Smallest distance in frames between the two patches of a positive pair."
+        )
+        min_visible: float = Field(
+            0.5,
+            ge=0,
+            le=1,
+            description="Use only frames where this fraction of the object shows "
+            "(the rest is occluded or outside the frame).",
+        )
+        context: float = Field(
+            1.2,
+            gt=0,
+            le=4,
+            description="Side of the square crop as a multiple of the object box's "
+            "longer side (above 1 keeps some surroundings).",
+        )
+        jitter: float = Field(
+            0.1, ge=0, lt=1, description="Random scale and shift of each crop, as a fraction of its side."
+        )
+        patch_size: int = Field(
+            32,
+            ge=4,
+            le=1024,
+            description="Side in pixels of the square patch handed to the "
+            "augmentation; set augmentation.size to the views' side.",
+        )
 
         @model_validator(mode="after")
         def _gaps_in_order(self) -> TrackPatches.Params:

@@ -14,32 +14,48 @@ __all__ = ["VICReg", "vicreg_loss", "vicreg_terms"]
 
 class VICRegParams(sslx.Params):
     sim_weight: float = Field(
-        25.0, ge=0,
+        25.0,
+        ge=0,
         description="lambda, weight of the invariance term (mean squared distance between the two views' embeddings; 25 in the paper).",
     )
     var_weight: float = Field(
-        25.0, ge=0,
+        25.0,
+        ge=0,
         description="mu, weight of the variance term (hinge keeping each dimension's std above gamma, summed over both views; "
         "25 in the paper). 0 removes it: with cov_weight 0 too the embeddings collapse (an ablation, not a setting to train with).",
     )
     cov_weight: float = Field(
-        1.0, ge=0,
+        1.0,
+        ge=0,
         description="nu, weight of the covariance term (squared off-diagonal covariances / D, summed over both views; "
         "1 in the paper). 0 removes it: dimensions may then become redundant.",
     )
-    gamma: float = Field(1.0, gt=0, description="Target standard deviation of each embedding dimension in the variance hinge (1 in the paper).")
-    eps: float = Field(1e-4, gt=0, le=1, description="Added to the variance under the square root, for a stable gradient near zero variance (1e-4 in the paper).")
+    gamma: float = Field(
+        1.0,
+        gt=0,
+        description="Target standard deviation of each embedding dimension in the variance hinge (1 in the paper).",
+    )
+    eps: float = Field(
+        1e-4,
+        gt=0,
+        le=1,
+        description="Added to the variance under the square root, for a stable gradient near zero variance (1e-4 in the paper).",
+    )
     proj_hidden_dim: int = Field(
-        1024, ge=1,
+        1024,
+        ge=1,
         description="Width of the expander's hidden layers (8192 in the paper; 1024-2048 suits small encoders on a CPU).",
     )
     proj_dim: int = Field(
-        1024, ge=2,
+        1024,
+        ge=2,
         description="Output size D of the expander, where the loss is computed (8192 in the paper, which found wider better; "
         "1024-2048 suits small encoders on a CPU).",
     )
     proj_layers: int = Field(
-        3, ge=1, le=4,
+        3,
+        ge=1,
+        le=4,
         description="Linear layers in the expander (3 in the paper); all but the last are followed by BatchNorm and ReLU.",
     )
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import sslx_example.augmentation
 import torch
+from sslx_example.augmentation import ExampleAugmentation
 
 import sslx
-import sslx_example.augmentation
 from sslx.testing import conformance
-from sslx_example.augmentation import ExampleAugmentation
 
 # The conformance kit's tiny experiment, with this plugin's augmentation in it.
 TINY = {
@@ -36,9 +36,7 @@ def test_without_random_changes_a_view_is_the_normalised_image():
     image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     mean, std = torch.tensor(info.mean).view(3, 1, 1), torch.tensor(info.std).view(3, 1, 1)
     expected = (torch.from_numpy(image).permute(2, 0, 1) / 255 - mean) / std
-    still = ExampleAugmentation.Params(
-        crop_area=(1.0, 1.0), brightness=0.0, contrast=0.0, flip_prob=0.0
-    )
+    still = ExampleAugmentation.Params(crop_area=(1.0, 1.0), brightness=0.0, contrast=0.0, flip_prob=0.0)
     augmentation = ExampleAugmentation(still, info)
     torch.testing.assert_close(augmentation.view(image, 0), expected)
     torch.testing.assert_close(augmentation.eval(image), expected)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import sslx_example.dataset
-from sslx.testing import conformance
 from sslx_example.dataset import PHOTOS, ExampleDataset
+
+from sslx.testing import conformance
 
 # The conformance kit's tiny experiment, with this plugin's dataset in it.
 TINY = {

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 
+import sslx_example.encoder
 import torch
+from sslx_example.encoder import ExampleEncoder
 
 import sslx
-import sslx_example.encoder
 from sslx.testing import conformance
-from sslx_example.encoder import ExampleEncoder
 
 # The conformance kit's tiny experiment, with this plugin's encoder in it.
 TINY = {

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 import sslx_example.evaluator
-from sslx.testing import conformance
+import torch
 from sslx_example.evaluator import ExampleEvaluator, nearest_centroid
+
+from sslx.testing import conformance
 
 # The conformance kit's tiny experiment, with this plugin's evaluator in it.
 TINY = {

@@ -11,8 +11,9 @@ import sys
 
 
 def test_the_installed_plugin_is_listed():
-    proc = subprocess.run([sys.executable, "-m", "sslx", "plugins", "--json"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sslx", "plugins", "--json"], capture_output=True, text=True, timeout=120
+    )
     plugins = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}
     install = "pip install --no-build-isolation -e '.[test]'"
     assert "example" in plugins, f"sslx-example is not installed: {install}"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 import sslx_example.objective
-from sslx.testing import conformance
+import torch
 from sslx_example.objective import ExampleObjective, alignment, uniformity
+
+from sslx.testing import conformance
 
 # The conformance kit's tiny experiment, with this plugin's objective in it.
 TINY = {

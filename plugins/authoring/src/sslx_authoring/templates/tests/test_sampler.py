@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import sslx_example.sampler
 import torch
+from sslx_example.sampler import ExampleSampler
 
 import sslx
-import sslx_example.sampler
 from sslx.testing import PixelViews, conformance
-from sslx_example.sampler import ExampleSampler
 
 # The conformance kit's tiny experiment, with this plugin's sampler in it.
 TINY = {

@@ -27,15 +27,29 @@ class ExampleAugmentation(sslx.Augmentation):
     name = "example"
 
     class Params(sslx.Params):
-        size: int | None = Field(None, ge=8, description="Side of the square views in pixels (null: the dataset's "
-                                                         "image size, when its images are square).")
-        crop_area: tuple[float, float] = Field((0.35, 1.0), description="Range [low, high] of the crop's share of "
-                                                                        "the image's area.")
+        size: int | None = Field(
+            None,
+            ge=8,
+            description="Side of the square views in pixels (null: the dataset's "
+            "image size, when its images are square).",
+        )
+        crop_area: tuple[float, float] = Field(
+            (0.35, 1.0), description="Range [low, high] of the crop's share of the image's area."
+        )
         flip_prob: float = Field(0.5, ge=0, le=1, description="Probability of a horizontal flip.")
-        brightness: float = Field(0.4, ge=0, le=1, description="Pixel values are scaled by a factor drawn from "
-                                                               "[1 - brightness, 1 + brightness].")
-        contrast: float = Field(0.4, ge=0, le=1, description="Distances to the view's mean value are scaled by a "
-                                                             "factor drawn from [1 - contrast, 1 + contrast].")
+        brightness: float = Field(
+            0.4,
+            ge=0,
+            le=1,
+            description="Pixel values are scaled by a factor drawn from [1 - brightness, 1 + brightness].",
+        )
+        contrast: float = Field(
+            0.4,
+            ge=0,
+            le=1,
+            description="Distances to the view's mean value are scaled by a "
+            "factor drawn from [1 - contrast, 1 + contrast].",
+        )
 
         @model_validator(mode="after")
         def _area_range(self):
@@ -48,8 +62,10 @@ class ExampleAugmentation(sslx.Augmentation):
         super().__init__(params, data)
         square = data.image_size is not None and data.image_size[0] == data.image_size[1]
         if params.size is None and not square:
-            raise sslx.UserError(f"augmentation {self.name!r}: the dataset's images are not all one square size, so "
-                                 f"set augmentation.size to the side of the views in pixels (such as 64).")
+            raise sslx.UserError(
+                f"augmentation {self.name!r}: the dataset's images are not all one square size, so "
+                f"set augmentation.size to the side of the views in pixels (such as 64)."
+            )
         self.size = params.size or data.image_size[0]
         self.mean = torch.tensor(data.mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(data.std, dtype=torch.float32).view(-1, 1, 1)

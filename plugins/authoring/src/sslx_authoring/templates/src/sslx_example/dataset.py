@@ -16,8 +16,9 @@ import sslx
 PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "rocket")  # RGB, inside scikit-image's wheel
 
 
-def cut_patches(photos: list[np.ndarray], count: int, size: int, part: str,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def cut_patches(
+    photos: list[np.ndarray], count: int, size: int, part: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``count`` square patches of side ``size``, cycling through ``photos``
     (patch ``i`` is labelled ``i % len(photos)``), each at a random place in
     ``part`` of its photo: the left three quarters (``"train"``) or the right
@@ -63,11 +64,18 @@ class ExampleDataset(sslx.Dataset):
 
         p = self.params
         photos = [getattr(skimage.data, photo)() for photo in PHOTOS]
-        cut = {part: cut_patches(photos, count, p.patch_size, part, np.random.default_rng([p.seed, i]))
-               for i, (part, count) in enumerate((("train", p.train_size), ("test", p.test_size)))}
+        cut = {
+            part: cut_patches(photos, count, p.patch_size, part, np.random.default_rng([p.seed, i]))
+            for i, (part, count) in enumerate((("train", p.train_size), ("test", p.test_size)))
+        }
         values = cut["train"][0].reshape(-1, 3) / 255
-        info = sslx.DataInfo(channels=3, image_size=(p.patch_size, p.patch_size), mean=tuple(values.mean(0).tolist()),
-                             std=tuple(values.std(0).tolist()), num_classes=len(PHOTOS))
+        info = sslx.DataInfo(
+            channels=3,
+            image_size=(p.patch_size, p.patch_size),
+            mean=tuple(values.mean(0).tolist()),
+            std=tuple(values.std(0).tolist()),
+            num_classes=len(PHOTOS),
+        )
         return {part: sslx.ArraySplit(images, labels, info) for part, (images, labels) in cut.items()}
 
 

@@ -30,16 +30,22 @@ class ExampleEncoder(sslx.Encoder):
     stages = ("stage1", "stage2", "stage3")
 
     class Params(sslx.Params):
-        width: int = Field(16, ge=4, le=256, description="Channels of the first stage (doubling each stage); the "
-                                                         "features have 4 x width.")
+        width: int = Field(
+            16,
+            ge=4,
+            le=256,
+            description="Channels of the first stage (doubling each stage); the features have 4 x width.",
+        )
 
     def __init__(self, params: Params, data: sslx.DataInfo):
         super().__init__(params, data)
         channels = [data.channels, params.width, 2 * params.width, 4 * params.width]
-        self.body = nn.ModuleDict({
-            name: nn.Sequential(*conv_bn_relu(c_in, c_out, 2), *conv_bn_relu(c_out, c_out, 1))
-            for name, c_in, c_out in zip(self.stages, channels[:-1], channels[1:], strict=True)
-        })
+        self.body = nn.ModuleDict(
+            {
+                name: nn.Sequential(*conv_bn_relu(c_in, c_out, 2), *conv_bn_relu(c_out, c_out, 1))
+                for name, c_in, c_out in zip(self.stages, channels[:-1], channels[1:], strict=True)
+            }
+        )
         self.out_dim = channels[-1]
 
     def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

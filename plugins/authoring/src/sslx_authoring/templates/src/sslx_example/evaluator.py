@@ -15,8 +15,13 @@ from sslx.features import extract_features, labeled_or_error
 
 
 @torch.no_grad()
-def nearest_centroid(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
-                     num_classes: int, cosine: bool = True) -> torch.Tensor:
+def nearest_centroid(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    num_classes: int,
+    cosine: bool = True,
+) -> torch.Tensor:
     """The class of the nearest class centroid of each test feature.
 
     A class's centroid is the mean of its training features; with ``cosine``
@@ -45,8 +50,11 @@ class ExampleEvaluator(sslx.Evaluator):
     needs_labels = True
 
     class Params(sslx.Params):
-        cosine: bool = Field(True, description="Compare L2-normalised features by cosine similarity (true) or raw "
-                                               "features by Euclidean distance (false).")
+        cosine: bool = Field(
+            True,
+            description="Compare L2-normalised features by cosine similarity (true) or raw "
+            "features by Euclidean distance (false).",
+        )
 
     def evaluate(self, ctx: sslx.EvalContext) -> dict[str, float]:
         train_f, train_y = extract_features(ctx, "train")

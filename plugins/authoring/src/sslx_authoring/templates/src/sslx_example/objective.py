@@ -46,12 +46,15 @@ class ExampleObjective(sslx.Objective):
     name = "example"
 
     class Params(sslx.Params):
-        uniformity_weight: float = Field(1.0, ge=0, description="Weight of the uniformity term (the paper's lambda, 1 "
-                                                                "in most of its experiments).")
-        t: float = Field(2.0, gt=0, description="Sharpness t of the uniformity term's Gaussian potential (the paper "
-                                                "uses 2).")
-        hidden_dim: int | None = Field(None, ge=1, description="Hidden width of the projection MLP (null: the "
-                                                               "encoder's output size).")
+        uniformity_weight: float = Field(
+            1.0, ge=0, description="Weight of the uniformity term (the paper's lambda, 1 in most of its experiments)."
+        )
+        t: float = Field(
+            2.0, gt=0, description="Sharpness t of the uniformity term's Gaussian potential (the paper uses 2)."
+        )
+        hidden_dim: int | None = Field(
+            None, ge=1, description="Hidden width of the projection MLP (null: the encoder's output size)."
+        )
         dim: int = Field(128, ge=2, description="Size of the embeddings on the unit sphere.")
 
     def __init__(self, params: Params, encoder: sslx.Encoder, info: sslx.TrainInfo):
@@ -67,8 +70,9 @@ class ExampleObjective(sslx.Objective):
             t = self.params.t
             uniform = (uniformity(gather(z1), t) + uniformity(gather(z2), t)) / 2
             loss = align + self.params.uniformity_weight * uniform
-        return sslx.ObjectiveOutput(loss=loss, embeddings=z1.detach(),
-                                    metrics={"alignment": align.detach(), "uniformity": uniform.detach()})
+        return sslx.ObjectiveOutput(
+            loss=loss, embeddings=z1.detach(), metrics={"alignment": align.detach(), "uniformity": uniform.detach()}
+        )
 
 
 @sslx.hookimpl

@@ -38,10 +38,12 @@ class ExampleSampler(sslx.PairSampler):
     name = "example"
 
     class Params(sslx.Params):
-        views: int = Field(2, ge=2, le=16, description="Views per image: the whole image, then views - 1 "
-                                                       "zoomed-in crops.")
-        zoom_area: tuple[float, float] = Field((0.2, 0.5), description="Range [low, high] of a crop's share of the "
-                                                                         "image's area, drawn for each crop.")
+        views: int = Field(
+            2, ge=2, le=16, description="Views per image: the whole image, then views - 1 zoomed-in crops."
+        )
+        zoom_area: tuple[float, float] = Field(
+            (0.2, 0.5), description="Range [low, high] of a crop's share of the image's area, drawn for each crop."
+        )
 
         @model_validator(mode="after")
         def _area_range(self):
