@@ -62,10 +62,11 @@ lint: $(STAMP)
 
 # The suite on every core (pytest-xdist); each worker trains with one thread (conftest.py).
 test: setup lint
-	$(PY) -m pytest -n auto
+	$(PY) -m pytest -n auto --dist load
 
-# The browser test: Omniboard (installed with npm on first use) over a SecantusDB server, screenshotted by
-# headless Debian chromium; not part of `make test`.
+# The tests of `sslx board`: Omniboard (installed with npm on first use: about 2 minutes, once per machine) over a
+# SecantusDB server, its listening address and its end with sslx board's, and the page screenshotted by headless
+# Debian chromium. `make test` runs the first ones only where Omniboard is installed already.
 chromium:
 	@command -v chromium >/dev/null 2>&1 && exit 0; \
 	if command -v apt-get >/dev/null 2>&1; then \
@@ -78,4 +79,4 @@ chromium:
 	fi
 
 test-browser: setup chromium
-	$(PY) -m pytest -m browser plugins/mongo/tests/test_board.py
+	SSLX_TEST_INSTALL_OMNIBOARD=1 $(PY) -m pytest -m "browser or not browser" plugins/mongo/tests/test_board.py

@@ -9,3 +9,10 @@ import os
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The slow tests first (those marked ``slow``: multi-process runs, the
+    tutorial, fault injection), so that pytest-xdist spreads them over the
+    workers from the start instead of leaving one to run them at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -102,6 +102,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_ablated_objective_collapses_and_the_real_one_does_not(case, tiny, host):
     """The ablated run's embedding_std ends far below where it started and

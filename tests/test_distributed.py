@@ -143,6 +143,7 @@ def relative_errors(got: dict, want: dict) -> dict[str, float]:
 GRAD_TOL, STATE_TOL, LOSS_TOL = 2e-3, 1e-4, 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", list(EXPERIMENT_OF))
 def test_two_processes_give_the_single_process_answer(objective, two_processes):
     name = EXPERIMENT_OF[objective]
@@ -282,6 +283,7 @@ def run_dirs(runs: Path) -> list[Path]:
     return sorted(p for p in runs.iterdir() if p.name.isdigit())
 
 
+@pytest.mark.slow
 def test_torchrun_gives_one_sacred_run_with_the_losses_of_one_process(tmp_path):
     torchrun = str(Path(sys.executable).parent / "torchrun")
     two = subprocess.run(
@@ -374,6 +376,7 @@ def start_and_kill(runs: Path, rank: int | None) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(launcher.args, launcher.returncode, out, err)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed", [1, 0])
 def test_a_killed_process_fails_the_run_which_resumes(tmp_path, killed):
     """Another process dying makes rank 0 record the run as failed; rank 0
@@ -417,6 +420,7 @@ def test_a_killed_process_fails_the_run_which_resumes(tmp_path, killed):
     assert record["metrics"]["train.loss"]["steps"] == list(range(1, 11))  # the steps before it from the checkpoint
 
 
+@pytest.mark.slow
 def test_ctrl_c_interrupts_every_process_and_says_how_to_resume(tmp_path):
     stopped = start_and_kill(tmp_path, None)
     assert stopped.returncode == 130

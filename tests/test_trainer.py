@@ -161,6 +161,7 @@ def test_eval_at_start_logs_the_untrained_scores_at_step_0(tiny, host):
     assert [s for s, _ in rec.metrics["train.loss"]] == [2], "evaluating first does not shift the steps"
 
 
+@pytest.mark.slow
 def test_compiled_step_and_fused_optimizer_train_like_the_plain_ones(tiny, host):
     """trainer.compile (torch.compile of the objective) and
     trainer.fused_optimizer give the plain run's losses up to float rounding."""

@@ -159,10 +159,10 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 def cli(strict_plugins: bool) -> None:
     """sslx: self-supervised learning experiments, one plugin per method.
 
-    Run `sslx run experiments/moco.json` to pretrain and evaluate; `sslx eval
-    runs/1 --protocol linear` evaluates a finished run again; `sslx export`
+    Run `sslx run EXPERIMENT.json` to pretrain and evaluate; `sslx eval
+    runs/1 --protocol NAME` evaluates a finished run again; `sslx export`
     writes its backbone; `sslx plugins` lists what is installed; `sslx describe
-    objective moco` documents a component.
+    KIND NAME` documents a component.
     """
 
 
@@ -313,7 +313,7 @@ def _resolve_run(
     "-p",
     required=True,
     metavar="NAME",
-    help="The evaluator to run (see `sslx describe evaluator`), e.g. linear, linear_layers, finetune, knn.",
+    help="The evaluator to run: one that `sslx describe evaluator` lists.",
 )
 @click.option(
     "--set",

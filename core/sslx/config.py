@@ -5,13 +5,15 @@ An experiment is a JSON object with one section per component (each a
 trainer settings::
 
     {"seed": 0,
-     "dataset": {"name": "fashion_mnist"},
-     "augmentation": {"name": "mocov2", "size": 28},
-     "sampler": {"name": "crops"},
-     "encoder": {"name": "small_cnn"},
-     "objective": {"name": "moco", "temperature": 0.2},
-     "evaluators": [{"name": "knn", "k": 200}],
-     "trainer": {"batch_size": 256, "epochs": 10}}
+     "dataset": {"name": "<a dataset>", ...its parameters},
+     "augmentation": {"name": "<an augmentation>", ...},
+     "sampler": {"name": "<a pair sampler>", ...},
+     "encoder": {"name": "<an encoder>", ...},
+     "objective": {"name": "<a method>", ...},
+     "evaluators": [{"name": "<an evaluator>", ...}, ...],
+     "trainer": {"batch_size": 256, "epochs": 10, ...}}
+
+The names are those the installed plugins register (``sslx plugins``).
 
 Validation fills in defaults and reports every problem at once, each with its
 JSON path, what was expected and what was found.

@@ -85,7 +85,7 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(errors[:3] + (["..."] if errors else []) + all_lines[-lines:])
 
 
-def _installed_version(folder: Path) -> str | None:
+def installed_version(folder: Path) -> str | None:
     try:
         return json.loads((folder / "node_modules" / "omniboard" / "package.json").read_text()).get("version")
     except (OSError, ValueError):
@@ -96,7 +96,7 @@ def ensure_omniboard(folder: Path, say: Callable[[str], None] = print) -> Path:
     """Omniboard's start script in ``folder``, installed there with npm
     first when it is missing (or another version)."""
     script = folder / "node_modules" / "omniboard" / "dist" / "start.js"
-    if script.exists() and _installed_version(folder) == OMNIBOARD_VERSION:
+    if script.exists() and installed_version(folder) == OMNIBOARD_VERSION:
         return script
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
