@@ -420,3 +420,7 @@ def test_cli_resume_continues_a_finished_run_with_its_recorded_config(tmp_path):
     assert rec["info"]["resumed_at_step"] == 4 and rec["info"]["resumed_from"].endswith("checkpoint.pt")
     assert rec["metrics"]["train.loss"]["steps"] == [2, 4, 6]  # steps 2 and 4 from the checkpoint it continues
     assert ckpt.load(tmp_path / "2" / "checkpoint.pt")["step"] == 6
+    # a run that completed all its steps has nothing to continue: refused, saying what to do instead
+    again = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "2"), "--runs-dir", str(tmp_path)])
+    assert again.exit_code == 2 and "nothing to continue" in again.stderr and "sslx eval" in again.stderr
+    assert not (tmp_path / "3").exists()

@@ -97,16 +97,6 @@ class RunFolder:
     def __post_init__(self) -> None:
         self.path = Path(self.path)
 
-    @classmethod
-    def open(cls, path: Path | str) -> RunFolder:
-        """The run folder at ``path``; a UserError when it is not one."""
-        folder = cls(Path(path))
-        if not folder.is_run():
-            raise UserError(
-                f"{path} is not a run folder: it has no {RUN}. Give a folder written by `sslx run`, such as runs/3."
-            )
-        return folder
-
     def is_run(self) -> bool:
         return (self.path / RUN).is_file()
 
