@@ -65,6 +65,7 @@ SETS = [
     "evaluators.0.k=20",
 ]
 TIMED = {"train.views_per_s"}  # measurements of speed: never equal between two runs
+NOT_LANDED = "the kill did not land in the run"
 
 
 @dataclass
@@ -177,7 +178,9 @@ def trial(
     killed = newest_run(runs)
     if killed is None or proc.returncode != -signal.SIGKILL:  # killed before the run had a folder, or never
         note = "before the run was recorded" if killed is None else f"never: the run ended ({proc.returncode})"
-        return Outcome(kind, note, False, False, 0, 0, False, ["the kill did not land in the run"])
+        return Outcome(kind, note, False, False, 0, 0, False, [NOT_LANDED])
+    if RunFolder(killed).status == "COMPLETED":  # the kill came as the process exited, after the run's end
+        return Outcome(kind, "never: the run had completed", False, False, 0, 0, False, [NOT_LANDED])
     shown_dead = RunFolder(killed).status == "DIED"
     checkpoints = [p for p in (killed / ckpt.LAST, killed / ckpt.FINAL) if p.exists()]
     step = ckpt.load(checkpoints[0])["step"] if checkpoints else None
@@ -198,17 +201,22 @@ def trial(
     return Outcome(kind, where, bool(checkpoints), identical and not problems, lost, dups, shown_dead, problems)
 
 
+def wait_for_run(proc: subprocess.Popen, runs: Path, final_checkpoint: bool = False) -> None:
+    """Return once the run was recorded as started (the file store has begun
+    it), or once its final checkpoint was kept (the final evaluation began)."""
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        run = newest_run(runs)
+        if run is not None and (not final_checkpoint or (run / "checkpoint.pt").exists()):
+            return
+        time.sleep(0.01)
+
+
 def kill_after(delay: float, final_checkpoint: bool = False) -> Callable[[subprocess.Popen, Path], None]:
-    """A kill ``delay`` seconds after the run was recorded as started, or
-    after its final checkpoint was kept (the final evaluation began)."""
+    """A kill of the run's process ``delay`` seconds after :func:`wait_for_run`."""
 
     def kill(proc: subprocess.Popen, runs: Path) -> None:
-        deadline = time.monotonic() + 600
-        while proc.poll() is None and time.monotonic() < deadline:
-            run = newest_run(runs)  # a recorded run: the file store has begun it
-            if run is not None and (not final_checkpoint or (run / "checkpoint.pt").exists()):
-                break
-            time.sleep(0.01)
+        wait_for_run(proc, runs, final_checkpoint)
         time.sleep(delay)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -216,70 +224,23 @@ def kill_after(delay: float, final_checkpoint: bool = False) -> Callable[[subpro
     return kill
 
 
-class Database:
-    """A SecantusDB server in its own process on a fixed port, so that a
-    restart keeps the URL; ``kill`` is SIGKILL (nothing flushed)."""
-
-    def __init__(self, storage: Path):
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.storage, self.uri, self.proc = storage, f"mongodb://127.0.0.1:{s.getsockname()[1]}/", None
-
-    def start(self) -> None:
-        import pymongo
-
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "secantus",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--storage-path",
-                str(self.storage),
-                "--log-level",
-                "ERROR",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=500)
-        try:
-            for _ in range(120):
-                try:
-                    client.admin.command("ping")
-                    return
-                except pymongo.errors.PyMongoError:
-                    time.sleep(0.25)
-            raise RuntimeError("SecantusDB did not start")
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-
 def db_trial(workdir: Path, delay: float, pause: float) -> Outcome:
     """One run recorded to a database that is killed ``delay`` seconds into
     the run and back ``pause`` seconds later; then synced if the run says so."""
     from sslx_mongo.database import SacredDatabase, missing_parts
+    from sslx_mongo.server import ServerProcess
     from sslx_mongo.target import MongoTarget
 
     from sslx.records import RunFolder
 
-    db = Database(workdir / "db")
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = ServerProcess(workdir / "db")
     db.start()
     runs = workdir / "runs"
     try:
         proc = start(runs, SETS, {"SSLX_MONGO_URL": db.uri}, wait=False)
-        kill_after(delay)(proc, runs)
+        wait_for_run(proc, runs)
+        time.sleep(delay)
         db.kill()
         time.sleep(pause)
         db.start()
@@ -353,7 +314,7 @@ def phases(reference: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--trials", type=int, default=6, help="Trials of each kind (default fits 15 minutes on 2 cores)."
+        "--trials", type=int, default=6, help="Landed kills of each kind (the default fits 15 minutes on 2 cores)."
     )
     parser.add_argument("--kinds", nargs="+", default=["train", "eval", "db"], choices=["train", "eval", "db"])
     parser.add_argument("--seed", type=int, default=0)
@@ -365,17 +326,17 @@ def main() -> None:
     reference = reference_run(root)
     train_s, eval_s = phases(reference)
     outcomes: list[Outcome] = []
-    for i in range(args.trials):
-        for kind in args.kinds:
+    landed = dict.fromkeys(args.kinds, 0)
+    for i in range(2 * args.trials):  # until each kind has its trials of kills that landed (at most twice as many)
+        for kind in [k for k in args.kinds if landed[k] < args.trials]:
             workdir = root / f"{kind}-{i}"
             if kind == "db":
                 outcome = db_trial(workdir, rng.uniform(0, train_s + eval_s), rng.uniform(0.5, 5))
-            elif kind == "train":  # timed from the run's start: the process's own start-up (imports) comes before
-                kill = kill_after(rng.uniform(0, train_s))
-            else:
-                kill = kill_after(rng.uniform(0, eval_s), final_checkpoint=True)
-            if kind != "db":
-                outcome = trial(kind, reference, workdir, kill)
+            else:  # timed from the run's start (the process's own start-up, its imports, comes before) or the
+                # final checkpoint
+                delay = rng.uniform(0, train_s if kind == "train" else eval_s)
+                outcome = trial(kind, reference, workdir, kill_after(delay, final_checkpoint=kind == "eval"))
+            landed[kind] += outcome.problems != [NOT_LANDED]
             outcomes.append(outcome)
             print(json.dumps(asdict(outcome)), flush=True)
             if not args.keep:
@@ -404,14 +365,14 @@ def summarize(outcomes: list[Outcome], train_s: float, eval_s: float, seconds: f
             },
         )
         k["trials"] += 1
-        landed = o.problems != ["the kill did not land in the run"]
+        landed = o.problems != [NOT_LANDED]
         k["landed"] += landed
         k["resumed"] += o.resumed
         k["identical"] += o.identical
         k["points_lost"] += o.points_lost
         k["duplicates"] += o.duplicates
         k["shown_dead"] += o.shown_dead
-        k["problems"] += [f"{o.killed_at}: {p}" for p in o.problems]
+        k["problems"] += [f"{o.killed_at}: {p}" for p in o.problems if landed]
     return {
         "kinds": kinds,
         "train_seconds": round(train_s, 2),

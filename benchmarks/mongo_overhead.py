@@ -21,21 +21,19 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pymongo
 from benchutil import REPO, hardware, write_section
+from sslx_mongo.server import ServerProcess
 
 import sslx
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.plugins import load_plugins
-from sslx.records import RunFolder, _sacred, record_run
+from sslx.records import RunFolder, record_run, sacred_module
 
 VARIANTS = {
     "file store only": {},
@@ -70,38 +68,6 @@ class Unjournaled:
         return [SafeMongoObserver(MongoTarget(url, journal=False), run.uid, Path(run.runs_dir))]
 
 
-def start_server(storage: Path) -> tuple[subprocess.Popen, str]:
-    """SecantusDB in its own process on a free port; its URL once it answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secantus",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            str(storage),
-            "--log-level",
-            "WARNING",
-        ]
-    )
-    uri = f"mongodb://127.0.0.1:{port}/"
-    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500)
-    for _ in range(120):
-        try:
-            client.admin.command("ping")
-            break
-        except pymongo.errors.PyMongoError:
-            time.sleep(0.25)
-    client.close()
-    return proc, uri
-
-
 def write_latency(uri: str, journal: bool, writes: int = 200) -> float:
     """Milliseconds per metric point appended as the observer appends them
     (``$push`` to one metric document), with or without the journal wait."""
@@ -131,7 +97,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="Runs of each variant (the best is reported).")
     args = parser.parse_args()
 
-    _sacred().SETTINGS["DEFAULT_BEAT_INTERVAL"] = args.beat
+    sacred_module().SETTINGS["DEFAULT_BEAT_INTERVAL"] = args.beat
     host = load_plugins(strict=True)
     host.add_plugin(Unjournaled(), "bench-unjournaled")
     experiment = REPO / "experiments" / "simclr.json"
@@ -141,7 +107,9 @@ def main() -> None:
     )
     exp = resolve(raw, host, source=str(experiment))
     with tempfile.TemporaryDirectory() as tmp:
-        server, uri = start_server(Path(tmp) / "db")
+        server = ServerProcess(Path(tmp) / "db")
+        server.start()
+        uri = server.uri
         try:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
             names = list(VARIANTS)
@@ -168,7 +136,6 @@ def main() -> None:
             latency = {"journaled (j=true)": write_latency(uri, True), "default": write_latency(uri, False)}
         finally:
             server.kill()
-            server.wait()
     best = {name: max(rs, key=lambda r: r["steps_per_s"]) for name, rs in runs.items()}
     base = best["file store only"]["steps_per_s"]
     report = {

@@ -1,5 +1,6 @@
-"""Fixtures of the host's tests: the real installed plugins, tiny versions
-of the shipped experiments, and fake plugin distributions."""
+"""Fixtures of the host's tests: fake plugin distributions (the installed
+plugins and tiny experiments, ``host`` and ``tiny``, come from the
+repository's conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,6 @@ from importlib import invalidate_caches
 from pathlib import Path
 
 import pytest
-from helpers import EXPERIMENTS, tiny_overrides
-
-from sslx.config import apply_overrides, read_experiment, resolve
-from sslx.plugins import PluginHost, load_plugins
-
-
-@pytest.fixture
-def host() -> PluginHost:
-    return load_plugins(strict=True)
-
-
-@pytest.fixture
-def tiny(host: PluginHost):
-    """``tiny(name, *sets)``: experiments/<name>.json shrunk, validated."""
-
-    def make(name: str, *sets: str):
-        raw = apply_overrides(read_experiment(EXPERIMENTS / f"{name}.json"), tiny_overrides(name) + list(sets))
-        return resolve(raw, host, source=name)
-
-    return make
 
 
 @pytest.fixture

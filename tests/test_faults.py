@@ -83,17 +83,22 @@ def harness(tmp_path_factory):
     return {"root": root, "sets": sets, "env": env, "marker": marker, "reference": reference}
 
 
-def check(outcome: faults.Outcome, where: str) -> None:
+def check(outcome: faults.Outcome, where: str, resumed: bool = True) -> None:
     assert outcome.killed_at == where, outcome
     assert outcome.shown_dead, "the killed run still reads as RUNNING"
-    assert outcome.resumed and outcome.identical, outcome.problems
+    assert outcome.resumed == resumed and outcome.identical, outcome.problems
     assert outcome.points_lost == 0 and outcome.duplicates == 0
 
 
-@pytest.mark.parametrize("step,where", [(7, "after step 5's checkpoint"), (11, "after step 10's checkpoint")])
-def test_killed_between_and_just_after_checkpoints(harness, step, where):
-    """Step 7 is two steps past the checkpoint of step 5; step 11 the step
-    right after the checkpoint of step 10 (whose points it must keep)."""
+@pytest.mark.parametrize(
+    "step,where",
+    [(1, "before the first checkpoint"), (7, "after step 5's checkpoint"), (11, "after step 10's checkpoint")],
+)
+def test_killed_before_between_and_just_after_checkpoints(harness, step, where):
+    """Step 1 comes before any checkpoint (the run reads as DIED all the
+    same, and starts again); step 7 is two steps past the checkpoint of step
+    5; step 11 the step right after the checkpoint of step 10 (whose points
+    it must keep)."""
     h = harness
     outcome = faults.trial(
         "train",
@@ -104,7 +109,7 @@ def test_killed_between_and_just_after_checkpoints(harness, step, where):
         env={**h["env"], "SSLX_FAULT_KILL_AT_STEP": str(step)},
         resume_env=h["env"],
     )
-    check(outcome, where)
+    check(outcome, where, resumed=step > 5)
 
 
 def test_killed_during_the_final_evaluation(harness):

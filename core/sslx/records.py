@@ -371,7 +371,7 @@ class SacredRecorder:
         self._run.info[key] = value
 
 
-def _sacred() -> Any:
+def sacred_module() -> Any:
     """Sacred, imported when a run is recorded (it is slow to import)."""
     with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources, deprecated by setuptools
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
@@ -464,7 +464,7 @@ class _Session:
         import sslx
 
         observers = host.run_observers(recording)
-        sacred = _sacred()
+        sacred = sacred_module()
         ex = sacred.Experiment(recording.name, interactive=True, save_git_info=False)
         ex.logger = _logger()
         ex.captured_out_filter = sacred.utils.apply_backspaces_and_linefeeds
@@ -501,6 +501,7 @@ class _Session:
             note_run_dir(run_dir)  # for `sslx run --nproc`, should this process die unrecorded
             _run.info.update(info)
             recorder = SacredRecorder(_run, run_dir)
+            recorder.flush()  # info.json now, with the process note: a run killed at once still reads as DIED
             try:
                 return body(_run, recorder)
             except BaseException as exc:

@@ -1,42 +1,20 @@
-"""Fixtures of sslx-mongo's tests: the real installed plugins, tiny versions of
-the shipped experiments, and real SecantusDB servers (MongoDB's wire protocol):
-one in this process, or one in its own process on a fixed port that a test can
-kill with SIGKILL and start again on the same URL and storage."""
+"""Fixtures of sslx-mongo's tests: real SecantusDB servers (MongoDB's wire
+protocol), one in this process, or one in its own process on a fixed port
+that a test can kill with SIGKILL and start again on the same URL and
+storage; and checks of what the database holds. (The installed plugins,
+``host``, and tiny experiments, ``tiny``, come from the repository's
+conftest.py.)"""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import gridfs
-import pymongo
 import pytest
-from helpers import EXPERIMENTS, read_run, tiny_overrides
+from helpers import read_run
 from secantus import SecantusDBServer
-
-from sslx.config import apply_overrides, read_experiment, resolve
-from sslx.plugins import PluginHost, load_plugins
-
-
-@pytest.fixture
-def host() -> PluginHost:
-    return load_plugins(strict=True)
-
-
-@pytest.fixture
-def tiny(host: PluginHost):
-    """``tiny(name, *sets)``: experiments/<name>.json shrunk, validated."""
-
-    def make(name: str, *sets: str):
-        raw = apply_overrides(read_experiment(EXPERIMENTS / f"{name}.json"), tiny_overrides(name) + list(sets))
-        return resolve(raw, host, source=name)
-
-    return make
+from sslx_mongo.server import ServerProcess
 
 
 @pytest.fixture
@@ -50,57 +28,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class ServerProcess:
-    """A SecantusDB server in its own process, on a port fixed at creation so
-    that a restart keeps its URL, with its storage in ``storage``."""
-
-    def __init__(self, storage: Path):
-        self.storage = storage
-        self.port = free_port()
-        self.uri = f"mongodb://127.0.0.1:{self.port}/"
-        self.proc: subprocess.Popen | None = None
-        self.log = storage.parent / "secantus.log"
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the server and return once it answers a ping."""
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "secantus",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--storage-path",
-                    str(self.storage),
-                    "--log-level",
-                    "WARNING",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=500)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    client.admin.command("ping")
-                    return
-                except pymongo.errors.PyMongoError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"SecantusDB did not start: {self.log.read_text()[-2000:]}") from None
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        """SIGKILL: the server gets no chance to flush anything."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ BEAT_S = 0.2
 
 @pytest.fixture(autouse=True)
 def fast_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sslx.records import _sacred
+    from sslx.records import sacred_module
 
-    monkeypatch.setitem(_sacred().SETTINGS, "DEFAULT_BEAT_INTERVAL", BEAT_S)
+    monkeypatch.setitem(sacred_module().SETTINGS, "DEFAULT_BEAT_INTERVAL", BEAT_S)
 
 
 def flushed(uri: str, name: str, step: int) -> bool:
