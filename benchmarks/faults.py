@@ -388,7 +388,7 @@ def write_table(report: dict) -> None:
 
     rows = "\n".join(
         f"| {kind} | {k['trials']} | {k['landed']} | {k['resumed']} | {k['identical']} | {k['points_lost']} | "
-        f"{k['duplicates']} | {k['shown_dead']} |"
+        f"{k['duplicates']} | {'-' if kind == 'db' else k['shown_dead']} |"
         for kind, k in report["kinds"].items()
     )
     problems = [p for k in report["kinds"].values() for p in k["problems"]]
@@ -397,13 +397,14 @@ def write_table(report: dict) -> None:
 `{report["command"]}` on {hardware()}, {report["seconds"]:.0f} s in all. The demo method (MoCo) shrunk to
 {report["train_seconds"]:.1f} s of training (40 steps, a checkpoint every 5) and {report["eval_seconds"]:.1f} s of
 final evaluation. `train` kills the training process at a uniformly random moment of the training, `eval` of
-the final evaluation, and both resume it (from its checkpoint, or from the start if it had none); `db` kills the
+the final evaluation, and both resume it (from its checkpoint, "resumed", or from the start when the kill came
+before the first checkpoint); `db` kills the
 MongoDB-wire server the run records to (SecantusDB, SIGKILL) at a random moment and restarts it after 0.5-5 s.
 A landed kill is one that hit the run (not its start-up before it was recorded, nor after it ended). For `db`,
 "resumed" counts the runs that said they were not fully recorded and were completed with `sslx sync`, and
 "identical" the runs whose database record equals the file store after that (a second sync writing nothing).
 
-| kind | trials | kills landed | resumed (db: synced) | identical | points lost | duplicate points | killed run shown DIED |
+| kind | trials | kills landed | resumed (db: synced) | identical | points lost | duplicate points | killed run shown DIED (db: not killed) |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
