@@ -43,7 +43,7 @@ from benchutil import REPO, hardware, write_section
 import sslx
 from sslx.config import apply_overrides, read_experiment, resolve
 from sslx.engine.bench import StepClock
-from sslx.engine.data import auto_workers
+from sslx.engine.share import auto_workers
 from sslx.engine.trainer import MemoryRecorder, lr_at, make_optimizer, pick_device, seed_everything, train
 from sslx.modules import projection_mlp
 from sslx.plugins import load_plugins

@@ -210,6 +210,14 @@ def _print_recorded(record: RunRecord, evaluates: Path | None = None) -> None:
 @click.option("--name", help="Run name in the records (default: the experiment file's name).")
 @click.option("--comment", help="A comment stored with the run.")
 @click.option(
+    "--tag",
+    "tag_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A tag stored with the run (info.tags), e.g. --tag sweep=3f2a --tag point=4; `sslx compare` groups "
+    "and filters by tags.KEY. A resumed run keeps its predecessor's tags (repeatable).",
+)
+@click.option(
     "--resume",
     "resume_dir",
     type=click.Path(path_type=Path),
@@ -233,6 +241,7 @@ def run(
     runs_dir: Path,
     name: str | None,
     comment: str | None,
+    tag_items: tuple[str, ...],
     resume_dir: Path | None,
     nproc: int | None,
     **options: Any,
@@ -249,6 +258,7 @@ def run(
     rank = launched_rank()
     try:
         exp, experiment, name, resume_from = _resolve_run(ctx, experiment, assignments, name, resume_dir, rank)
+        tags = _tags(tag_items, resume_dir)
     except (UserError, click.UsageError):
         if rank != 0:  # every process meets the same mistake: rank 0 reports it
             ctx.exit(2)
@@ -270,8 +280,24 @@ def run(
         experiment_file=experiment,
         resume_from=resume_from,
         options=options,
+        tags=tags,
     )
     _print_recorded(record)
+
+
+def _tags(items: tuple[str, ...], resume_dir: Path | None) -> dict[str, str]:
+    """``--tag KEY=VALUE`` items over the tags of the run a resume continues."""
+    from sslx.records import RunFolder
+
+    tags: dict[str, str] = {}
+    if resume_dir is not None and RunFolder(resume_dir).is_run():
+        tags.update(RunFolder(resume_dir).info.get("tags") or {})
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE, e.g. --tag sweep=3f2a.", param_hint="--tag")
+        tags[key.strip()] = value
+    return tags
 
 
 def _resolve_run(

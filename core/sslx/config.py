@@ -77,10 +77,15 @@ class TrainerParams(Params):
         description="Keep images and convolution weights in channels-last memory layout (faster convolutions on CPUs and GPUs).",
     )
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
-        "auto", description="DataLoader worker processes; auto: one per spare CPU core, at most 8."
+        "auto",
+        description="DataLoader worker processes; auto: one per spare core of this run's share of the machine "
+        "(the cores divided among the sslx trainings running on it), at most 8.",
     )
-    threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads of the training process (null: torch's default)."
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        "auto",
+        description="torch intra-op threads of the training process; auto: its share of the machine's cores "
+        "(or of OMP_NUM_THREADS), re-divided at every logging step as other sslx trainings start and end; "
+        "null: torch's default.",
     )
     log_every: int = Field(10, ge=1, description="Log train.* and collapse.* metrics every this many steps.")
     checkpoint_every: int = Field(

@@ -77,6 +77,8 @@ class RecordingRun(Protocol):
     :ivar runs_dir: the ``pathlib.Path`` of the file store the run goes to.
     :ivar options: the values of the options plugins added to ``sslx run``
         and ``sslx eval`` (see ``sslx_register_commands``), by parameter name.
+    :ivar tags: the run's tags (``sslx run --tag KEY=VALUE``, also its
+        ``info.tags``), e.g. the ``sweep`` and ``point`` of a sweep's run.
     """
 
     uid: str
@@ -84,6 +86,7 @@ class RecordingRun(Protocol):
     config: dict[str, Any]
     runs_dir: Any
     options: Mapping[str, Any]
+    tags: Mapping[str, str]
 
 
 @dataclass

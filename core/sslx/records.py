@@ -146,7 +146,7 @@ class RunFolder:
     def _died(self, run: dict[str, Any]) -> bool:
         process = self.info.get(PROCESS_KEY) or {}
         if process.get("host") == socket.gethostname() and process.get("boot_id") == _boot_id():
-            return _process_start(int(process.get("pid", -1))) != process.get("start")
+            return process_start(int(process.get("pid", -1))) != process.get("start")
         beat = run.get("heartbeat") or run.get("start_time")
         if not beat:
             return False
@@ -193,7 +193,7 @@ def _boot_id() -> str | None:
         return None
 
 
-def _process_start(pid: int) -> int | None:
+def process_start(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot), None if there
     is no such process: with the pid it names one process (pids are reused)."""
     try:
@@ -208,7 +208,7 @@ def this_process() -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "start": _process_start(os.getpid()),
+        "start": process_start(os.getpid()),
         "boot_id": _boot_id(),
     }
 
@@ -334,6 +334,7 @@ class Recording:
     config: dict[str, Any]
     runs_dir: Path
     options: Mapping[str, Any]
+    tags: Mapping[str, str] = field(default_factory=dict)  # the run's tags (info.tags), e.g. a sweep's id and point
 
 
 class SacredRecorder:
@@ -556,10 +557,12 @@ def record_run(
     experiment_file: Path | None = None,
     resume_from: Path | None = None,
     options: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> RunRecord:
     """Train ``exp`` inside a new Sacred run recorded under ``runs_dir`` (and
     by the recorders of plugins, which read their settings from ``options``:
-    the values of options plugins added to ``sslx run``).
+    the values of options plugins added to ``sslx run``), with ``tags`` in its
+    info.
 
     Returns the record of a completed run; raises :class:`RunFailed` (with the
     record) when the run failed or was interrupted, after Sacred has stored
@@ -568,11 +571,12 @@ def record_run(
     from sslx.engine.trainer import train
 
     run_name = name or (experiment_file.stem if experiment_file else exp.config["objective"]["name"])
-    recording = Recording(new_uid(), run_name, exp.config, Path(runs_dir), dict(options or {}))
+    recording = Recording(new_uid(), run_name, exp.config, Path(runs_dir), dict(options or {}), dict(tags or {}))
     session = _Session.new(recording, host, "Run")
     info: dict[str, Any] = {
         UID_KEY: recording.uid,
         PROCESS_KEY: this_process(),
+        **({"tags": dict(recording.tags)} if recording.tags else {}),
         **_versions(host),
         "components": _components((kind, ci) for kind, (ci, _) in exp.components.items()),
     }

@@ -12,7 +12,6 @@ with the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -121,15 +120,6 @@ def _identity(batch: Any) -> Any:
 def _ignore_sigint(worker_id: int) -> None:
     """Workers leave Ctrl-C to the main process, which stops at a step boundary."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def auto_workers(requested: int | str) -> int:
-    """``auto``: one worker per spare CPU core (at most 8), the cores shared
-    among the training processes of this machine."""
-    if requested != "auto":
-        return int(requested)
-    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(0, min(8, (os.cpu_count() or 1) // local_processes - 1))
 
 
 def train_loader(

@@ -17,6 +17,7 @@ import torch
 from sslx.components import Params
 from sslx.config import ResolvedExperiment, apply_overrides, resolve, resolve_component
 from sslx.engine import checkpoint as ckpt
+from sslx.engine.share import CoreShare
 from sslx.engine.trainer import (
     Parts,
     Recorder,
@@ -87,12 +88,12 @@ class EvaluationJob:
         """Evaluate; metrics are logged at the checkpoint's step, files kept as artifacts."""
         t = self.exp.trainer
         seed_everything(self.exp.seed)
-        if t.threads:
-            torch.set_num_threads(t.threads)
         device = pick_device(t.device)
         to_device(self.parts.objective, device, t.channels_last)
         recorder.set_info("device", str(device))
-        return run_evaluators([self.evaluator], eval_context(self.exp, self.parts, device), recorder, self.step)
+        with CoreShare(t.threads) as share:
+            share.apply()
+            return run_evaluators([self.evaluator], eval_context(self.exp, self.parts, device), recorder, self.step)
 
 
 def prepare_evaluation(checkpoint: Path, protocol: str, assignments: list[str], host: PluginHost) -> EvaluationJob:

@@ -41,7 +41,8 @@ from sslx.components import (
 )
 from sslx.config import ResolvedExperiment, TrainerParams
 from sslx.engine import checkpoint as ckpt
-from sslx.engine.data import DeviceBatches, ViewDataset, auto_workers, train_loader, worker_user_error
+from sslx.engine.data import DeviceBatches, ViewDataset, train_loader, worker_user_error
+from sslx.engine.share import CoreShare, auto_workers
 from sslx.errors import ProcessStopped, TrainingDiverged, UserError
 
 if TYPE_CHECKING:
@@ -382,8 +383,12 @@ def train(
     they join one process group, each trains on its share of every global
     batch under DDP, and rank 0 alone writes records and checkpoints and runs
     the evaluators (the others return ``{}``)."""
-    with distributed.process_group(pick_device(exp.trainer.device)) as device, _stop_on_sigterm():
-        return _train(exp, host, recorder, resume_from, device)
+    with (
+        distributed.process_group(pick_device(exp.trainer.device)) as device,
+        _stop_on_sigterm(),
+        CoreShare(exp.trainer.threads) as share,
+    ):
+        return _train(exp, host, recorder, resume_from, device, share)
 
 
 def _wrap(objective: Objective, device: torch.device) -> torch.nn.Module:
@@ -528,14 +533,14 @@ def _train(
     recorder: Recorder,
     resume_from: Path | None,
     device: torch.device,
+    share: CoreShare,
 ) -> dict[str, float]:
     t = exp.trainer
     world, main = distributed.world_size(), distributed.is_main_process()
     # -- 1. set-up: seeds, precision (the device and process group are set) ----
     seed_everything(exp.seed)  # the same on every process: objectives' random draws agree
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    share.apply()  # this run's share of the machine's cores, re-divided at every logging step
     workers = auto_workers(t.num_workers)
 
     # -- 2. components --------------------------------------------------------
@@ -685,6 +690,7 @@ def _train(
 
                 if step % t.log_every == 0 or step == parts.total_steps:
                     diverged.check(step, objective, optimizer)
+                    share.apply()
                     now = time.perf_counter()
                     names = list(out.metrics)
                     # one collective for the loss and the method's metrics: their mean over the processes
