@@ -71,3 +71,21 @@ def test_fixed_and_default_settings_are_kept(folder, other_training):
     assert share.CoreShare(3).threads() == 3
     assert share.CoreShare(None).threads() is None
     assert share.auto_workers(2) == 2
+
+
+def test_a_training_recounts_at_most_every_half_second(folder, other_training, monkeypatch):
+    mine = share.CoreShare("auto")
+    before = torch.get_num_threads()
+    try:
+        with mine:
+            mine.apply()
+            assert torch.get_num_threads() == 2
+            other_training.kill()
+            other_training.wait()
+            mine.recheck()  # too soon: the dead training is not seen gone yet
+            assert torch.get_num_threads() == 2
+            monkeypatch.setattr(mine, "checked", mine.checked - share.RECHECK_S)
+            mine.recheck()
+            assert torch.get_num_threads() == 4  # alone again: every thread OMP_NUM_THREADS allows
+    finally:
+        torch.set_num_threads(before)

@@ -84,7 +84,7 @@ class TrainerParams(Params):
     threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         "auto",
         description="torch intra-op threads of the training process; auto: its share of the machine's cores "
-        "(or of OMP_NUM_THREADS), re-divided at every logging step as other sslx trainings start and end; "
+        "(or of OMP_NUM_THREADS), re-divided as other sslx trainings start and end; "
         "null: torch's default.",
     )
     log_every: int = Field(10, ge=1, description="Log train.* and collapse.* metrics every this many steps.")

@@ -3,9 +3,9 @@
 Each training process notes itself in a folder of the user's
 (``$SSLX_SHARE_DIR``, default ``<tmp>/sslx-share-<uid>``) while it runs.
 ``trainer.threads: auto`` divides the cores by the number of noted trainings
-that still run, and re-divides them at every logging step: a run started
-alone gives threads back when a second one starts and takes them again when
-it ends. ``trainer.num_workers: auto`` divides the same way, once, when the
+that still run, and re-divides them as training goes (at most every
+``RECHECK_S``): a run started alone gives threads back when a second one
+starts and takes them again when it ends. ``trainer.num_workers: auto`` divides the same way, once, when the
 loader starts. Without this, two runs started together each spin a full
 thread pool against the other's (benchmarks/concurrency.py measures it).
 
@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from sslx.records import process_start
+
+RECHECK_S = 0.5  # how often a training counts the others (a directory listing and a /proc read each)
 
 
 def _folder() -> Path:
@@ -52,6 +55,7 @@ class CoreShare:
     def __init__(self, threads: int | str | None):
         self.requested = threads
         self.note = _folder() / f"{os.getpid()}.pid"
+        self.checked = 0.0
 
     def __enter__(self) -> CoreShare:
         self.note.parent.mkdir(parents=True, exist_ok=True)
@@ -76,8 +80,14 @@ class CoreShare:
         """Set torch's threads to this process's share, if it changed."""
         import torch
 
+        self.checked = time.monotonic()
         if (n := self.threads()) is not None and n != torch.get_num_threads():
             torch.set_num_threads(n)
+
+    def recheck(self) -> None:
+        """:meth:`apply`, unless it ran less than ``RECHECK_S`` ago (cheap enough to call every step)."""
+        if self.requested == "auto" and time.monotonic() - self.checked >= RECHECK_S:
+            self.apply()
 
 
 def auto_workers(requested: int | str) -> int:

@@ -540,7 +540,7 @@ def _train(
     # -- 1. set-up: seeds, precision (the device and process group are set) ----
     seed_everything(exp.seed)  # the same on every process: objectives' random draws agree
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
-    share.apply()  # this run's share of the machine's cores, re-divided at every logging step
+    share.apply()  # this run's share of the machine's cores, re-divided as other trainings start and end
     workers = auto_workers(t.num_workers)
 
     # -- 2. components --------------------------------------------------------
@@ -688,9 +688,9 @@ def _train(
                 host.step_finished(run, step, out, lr)
                 bar.update(1)
 
+                share.recheck()
                 if step % t.log_every == 0 or step == parts.total_steps:
                     diverged.check(step, objective, optimizer)
-                    share.apply()
                     now = time.perf_counter()
                     names = list(out.metrics)
                     # one collective for the loss and the method's metrics: their mean over the processes
