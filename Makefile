@@ -9,7 +9,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 PLUGIN_ARGS = $$($(PY) -c 'import tomllib; print(" ".join("-e " + p["path"] for p in tomllib.load(open("plugins.toml", "rb"))["plugin"]))')
 
-.PHONY: setup data espeak fashion-mnist run lint test chromium test-browser
+.PHONY: setup data espeak fashion-mnist run lint test chromium test-browser slurm test-slurm
 
 setup: $(STAMP) data
 
@@ -60,8 +60,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# The suite on every core (pytest-xdist); each worker trains with one thread (conftest.py).
-test: setup lint
+# The suite on every core (pytest-xdist); each worker trains with one thread (conftest.py). The sweep's SLURM
+# tests start a one-node cluster of Debian's slurm-wlm (`make slurm` installs it; they skip where it cannot run).
+test: setup slurm lint
 	$(PY) -m pytest -n auto --dist load
 
 # The tests of `sslx board`: Omniboard (installed with npm on first use: about 2 minutes, once per machine) over a
@@ -80,3 +81,19 @@ chromium:
 
 test-browser: setup chromium
 	SSLX_TEST_INSTALL_OMNIBOARD=1 $(PY) -m pytest -m "browser or not browser" plugins/mongo/tests/test_board.py
+
+# The sweep's SLURM tests (submitit) against a real one-node cluster that the tests start under their temporary
+# folder and stop (plugins/sweep/tests/slurm_cluster.py): Debian's slurm-wlm and munge, as root.
+slurm:
+	@command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 && exit 0; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q slurm-wlm munge >/dev/null; } || \
+	  { echo "Could not install Debian's slurm-wlm and munge with apt-get." >&2; exit 1; }; \
+	else \
+	  echo "SLURM is missing: install slurmctld, slurmd and munged (the sweep's SLURM tests start a cluster of them)." >&2; exit 1; \
+	fi
+
+test-slurm: setup slurm
+	$(PY) -m pytest -m slurm plugins/sweep/tests

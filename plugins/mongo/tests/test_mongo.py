@@ -42,11 +42,13 @@ def test_run_with_mongo_records_it_live_and_keeps_the_password_out(server, tmp_p
     output."""
     pymongo.MongoClient(server.uri).admin.command("createUser", "alice", pwd=PASSWORD, roles=["root"])
     url = server.uri.replace("mongodb://", f"mongodb://alice:{PASSWORD}@")
-    result = tiny_run(tmp_path / "runs", "--mongo", url, "--mongo-db", "omni")
+    result = tiny_run(tmp_path / "runs", "--mongo", url, "--mongo-db", "omni", "--tag", "sweep=s1", "--tag", "point=0")
     assert result.exit_code == 0, result.output
     db = pymongo.MongoClient(server.uri)["omni"]
     doc = assert_complete(db, tmp_path / "runs" / "1")
     assert doc["status"] == "COMPLETED" and doc["artifacts"][0]["name"] == "checkpoint.pt"
+    assert doc["info"]["tags"] == {"sweep": "s1", "point": "0"}  # sslx compare reads these ...
+    assert doc["omniboard"]["tags"] == ["point:0", "sweep:s1"]  # ... Omniboard shows and filters by these
     assert counts(db)["runs"] == 1 and pymongo.MongoClient(server.uri)["sacred"].runs.count_documents({}) == 0
     shown = server.uri.replace("mongodb://", "mongodb://alice:***@")
     assert f"Recorded to MongoDB {shown} (database omni) as run {doc['_id']}." in result.stdout
@@ -140,7 +142,7 @@ def test_unreachable_server_from_the_environment_then_sync(tmp_path, server, clo
     store with one warning; syncing to the closed port is a clear error;
     syncing the runs/ folder to a live server creates the run once."""
     dead = closed_url
-    result = tiny_run(tmp_path / "runs", env={"SSLX_MONGO_URL": dead})
+    result = tiny_run(tmp_path / "runs", "--tag", "sweep=s2", env={"SSLX_MONGO_URL": dead})
     assert result.exit_code == 0, result.output
     assert result.stderr.count(f"MongoDB {dead} (database sacred): unreachable") == 1
     assert "NOT fully recorded to MongoDB" in result.stderr and "the whole run (it never reached" in result.stderr
@@ -157,7 +159,7 @@ def test_unreachable_server_from_the_environment_then_sync(tmp_path, server, clo
     assert synced.exit_code == 0, synced.output
     assert "run 1 created: COMPLETED" in synced.stdout
     db = pymongo.MongoClient(server.uri)["sacred"]
-    assert_complete(db, run_dir)
+    assert assert_complete(db, run_dir)["omniboard"]["tags"] == ["sweep:s2"]  # as the live observer writes them
     before = counts(db)
     assert sslx_cli("sync", str(run_dir), "--mongo", server.uri).exit_code == 0
     assert counts(db) == before and before["runs"] == 1

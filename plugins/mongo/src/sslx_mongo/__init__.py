@@ -43,4 +43,4 @@ def sslx_run_observers(run: RecordingRun) -> Sequence[Any] | None:
     from sslx_mongo.target import MongoTarget
 
     target = MongoTarget.from_options(url, run.options.get("mongo_db"))
-    return [SafeMongoObserver(target, run.uid, Path(run.runs_dir))] if target else None
+    return [SafeMongoObserver(target, run.uid, Path(run.runs_dir), run.tags)] if target else None

@@ -15,6 +15,7 @@ import datetime as dt
 import math
 import warnings
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import gridfs
@@ -165,3 +166,8 @@ def missing_parts(db: SacredDatabase, run_id: int | None, folder: RunFolder) -> 
         if path.is_file() and (name not in files or not db.artifact_ok(files[name], path.stat().st_size)):
             problems.append(f"artifact {name}")
     return problems
+
+
+def omniboard_tags(tags: Mapping[str, str]) -> list[str]:
+    """A run's tags (``info.tags``) as Omniboard shows and filters them: ``KEY:VALUE``."""
+    return [f"{key}:{value}" for key, value in sorted(tags.items())]

@@ -16,13 +16,13 @@ import functools
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from sslx.hookspecs import RecorderReport
 from sslx.records import UID_KEY, RunFolder
-from sslx_mongo.database import DB_ERRORS, SacredDatabase, missing_parts, now
+from sslx_mongo.database import DB_ERRORS, SacredDatabase, missing_parts, now, omniboard_tags
 from sslx_mongo.target import INFO_KEY, MongoTarget, redact_text
 
 with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources, deprecated by setuptools
@@ -78,9 +78,10 @@ class SafeMongoObserver(MongoObserver):
     ``sslx_uid`` from its first write, which is how ``sslx sync`` finds it.
     """
 
-    def __init__(self, target: MongoTarget, uid: str, runs_dir: Path):
+    def __init__(self, target: MongoTarget, uid: str, runs_dir: Path, tags: Mapping[str, str] | None = None):
         self.target = target
         self.uid = uid
+        self.tags = dict(tags or {})
         self.runs_dir = Path(runs_dir)
         self.run_dir: Path | None = None  # the file store's folder, known once the run has started
         self.run_id: int | None = None  # the database's _id
@@ -195,6 +196,8 @@ class SafeMongoObserver(MongoObserver):
 
     def insert(self) -> None:
         self.run_entry["info"] = {**self.run_entry.get("info", {}), UID_KEY: self.uid}
+        if self.tags:  # the run's tags (a sweep's id and point) as Omniboard's tags, to filter by
+            self.run_entry["omniboard"] = {"tags": omniboard_tags(self.tags)}
         super().insert()
 
     def save(self) -> None:

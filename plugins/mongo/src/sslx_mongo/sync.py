@@ -23,7 +23,7 @@ from bson.errors import BSONError
 
 from sslx.errors import UserError
 from sslx.records import RunFolder, find_runs
-from sslx_mongo.database import DB_ERRORS, SacredDatabase, missing_parts, missing_points, now
+from sslx_mongo.database import DB_ERRORS, SacredDatabase, missing_parts, missing_points, now, omniboard_tags
 from sslx_mongo.target import INFO_KEY, MongoTarget, redact_text
 
 with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources, deprecated by setuptools
@@ -80,6 +80,8 @@ def _entry(folder: RunFolder, target: MongoTarget) -> dict[str, Any]:
         "heartbeat": _time(run.get("heartbeat")),
         "result": run.get("result"),
     }
+    if tags := folder.info.get("tags"):
+        entry["omniboard"] = {"tags": omniboard_tags(tags)}
     if run.get("stop_time"):
         entry["stop_time"] = _time(run["stop_time"])
     if run.get("fail_trace"):
