@@ -389,7 +389,7 @@ def test_the_plugin_written_in_the_docs_trains(tiny, host, tmp_path):
 
 def test_cli_resume_continues_a_finished_run_with_its_recorded_config(tmp_path):
     """`sslx run --resume RUN_DIR` needs no experiment file: it takes the
-    run's recorded config and name; trainer.max_steps may grow."""
+    run's recorded config, name and tags; trainer.max_steps may grow."""
     from click.testing import CliRunner
 
     from sslx.cli import cli
@@ -407,13 +407,20 @@ def test_cli_resume_continues_a_finished_run_with_its_recorded_config(tmp_path):
             "trainer.max_steps=4",
             "--name",
             "short",
+            "--tag",
+            "sweep=s1",
+            "--tag",
+            "point=0",
         ],
     )
     assert first.exit_code == 0, first.output
-    second = CliRunner().invoke(
-        cli, ["run", "--resume", str(tmp_path / "1"), "--runs-dir", str(tmp_path), "--set", "trainer.max_steps=6"]
-    )
+    resume = ["run", "--resume", str(tmp_path / "1"), "--runs-dir", str(tmp_path), "--set", "trainer.max_steps=6"]
+    bad = CliRunner().invoke(cli, [*resume, "--tag", "point"])
+    assert bad.exit_code == 2 and "--tag" in bad.output and "KEY=VALUE" in bad.output
+    second = CliRunner().invoke(cli, [*resume, "--tag", "point=7"])
     assert second.exit_code == 0, second.output
+    assert read_run(tmp_path / "1")["info"]["tags"] == {"sweep": "s1", "point": "0"}
+    assert read_run(tmp_path / "2")["info"]["tags"] == {"sweep": "s1", "point": "7"}  # kept, and the new one wins
     assert f"Run 2 COMPLETED: {tmp_path / '2'}" in second.output
     rec = read_run(tmp_path / "2")
     assert rec["run"]["experiment"]["name"] == "short"

@@ -165,7 +165,14 @@ def test_a_sweep_runs_and_records_its_points_as_slurm_jobs(cluster: SlurmCluster
         assert run.info["tags"] == {"sweep": folder.name, "point": str(point)}
         log = (folder / "logs" / f"{point}.txt").read_text()
         assert f"as SLURM job sslx-{folder.name}-{point}" in log and "COMPLETED" in log
-    jobs = cluster.run("squeue", "--noheader", "--states=all", "--format=%j %T").stdout.split("\n")
-    assert sorted(j.strip() for j in jobs if folder.name in j) == [f"sslx-{folder.name}-{p} COMPLETED" for p in (0, 1)]
+
+    def jobs() -> list[str]:
+        listed = cluster.run("squeue", "--noheader", "--states=all", "--format=%j %T").stdout.split("\n")
+        return sorted(j.strip() for j in listed if folder.name in j)
+
+    deadline = time.monotonic() + 60  # SLURM marks a job COMPLETED a moment after its command has ended
+    while jobs() != [f"sslx-{folder.name}-{p} COMPLETED" for p in (0, 1)]:
+        assert time.monotonic() < deadline, f"{jobs()}\n{cluster.logs()}"
+        time.sleep(0.2)
     submitted = list((folder / "slurm").glob("*_submission.sh"))
     assert len(submitted) == 2 and all(f"--partition={PARTITION}" in s.read_text() for s in submitted)
