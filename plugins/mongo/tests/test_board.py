@@ -152,7 +152,7 @@ class Board:
     def end(self, sig: int) -> str:
         """Send ``sig`` to ``sslx board``; all it printed, once it has exited."""
         self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=90)  # up to 2 x STOP_TIMEOUT_S for Omniboard, on a loaded machine
+        out, _ = self.proc.communicate(timeout=60)
         return self.output + out
 
 

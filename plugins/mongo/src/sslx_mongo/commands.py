@@ -90,12 +90,14 @@ def sync(run_dirs: tuple[Path, ...], mongo_url: str | None, mongo_db: str | None
 
 def _stop_on_signals() -> None:
     """Make SIGTERM and SIGHUP end ``sslx board`` as Ctrl-C does (the board
-    is stopped on the way out) instead of killing it with Omniboard left behind."""
+    is stopped on the way out) instead of killing it with Omniboard left
+    behind; and SIGINT itself, which a process started in the background of
+    a non-interactive shell inherits as ignored."""
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
 
 

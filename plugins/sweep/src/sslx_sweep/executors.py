@@ -36,7 +36,10 @@ def visible_gpus() -> list[str]:
 
 
 def _stop_with_parent() -> None:
-    """In the child: be sent SIGINT when the sweep's process ends, however it ends."""
+    """In the child: be sent SIGINT when the sweep's process ends, however it
+    ends, and act on it (a sweep started in the background of a
+    non-interactive shell would hand its points SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
     except OSError:
