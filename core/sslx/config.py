@@ -189,6 +189,14 @@ def read_experiment(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def parse_value(raw: str) -> Any:
+    """A ``--set`` value: JSON when it parses, else the plain string."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
 def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     """Apply ``--set a.b=value`` assignments to a copy of ``config``.
 
@@ -201,10 +209,7 @@ def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str,
         key, sep, raw = assignment.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set {assignment!r}: expected KEY=VALUE, for example --set objective.temperature=0.1.")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
+        value = parse_value(raw)
         parts = key.strip().split(".")
         node: Any = config
         for i, part in enumerate(parts):

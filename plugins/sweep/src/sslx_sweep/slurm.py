@@ -44,7 +44,7 @@ class SlurmHandle(Handle):
         self.asked = 0.0
 
     def poll(self) -> int | None:
-        if self.job.done():  # its result file is written: the command ended
+        if self.job.paths.result_pickle.exists():  # the command ended (job.done() would also ask sacct)
             try:
                 self.job.result()
                 return 0

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sslx.config import parse_value
 from sslx.errors import UserError
 from sslx.records import RunFolder, list_runs, write_json
 
@@ -96,22 +97,12 @@ def _values(option: str, text: str) -> tuple[str, list[Any]]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UserError(f"{option} {text!r}: expected KEY=VALUES, for example {option} trainer.lr=0.03,0.1.")
-    try:
-        values = json.loads(raw)
-    except json.JSONDecodeError:
-        values = None
+    values = parse_value(raw)
     if not isinstance(values, list):
-        values = [_scalar(v) for v in raw.split(",")]
+        values = [parse_value(v) for v in raw.split(",")]
     if not values:
         raise UserError(f"{option} {text!r}: no values; give at least one, for example {key}=0.03,0.1.")
     return key.strip(), values
-
-
-def _scalar(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def seed_list(text: str | None) -> list[int]:
@@ -287,7 +278,7 @@ def run_sweep(
         echo(f"points {', '.join(map(str, busy))} are running in another process; this sweep leaves them be.")
     progress = Progress(
         done=sum(s.status == DONE for s in states.values()),
-        failed=sum(s.status == FAILED for s in states.values()) - sum(states[p.index].status == FAILED for p in todo),
+        failed=sum(states[p.index].status == FAILED for p in plan.points if p not in todo),
     )
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     running: dict[int, tuple[Handle, float]] = {}
